@@ -44,6 +44,7 @@ def connect(name: str = "duckdb", *, threads: int | None = None, memory_limit: s
         import ibis
 
         con = ibis.duckdb.connect()
+        con.raw_sql("SET enable_progress_bar = false")  # we draw our own progress
         if threads:
             con.raw_sql(f"SET threads = {int(threads)}")
         if memory_limit:

@@ -1,0 +1,403 @@
+"""From a reader's raw table to the canonical flow table, with one validation pass.
+
+Every reader hands over a `RawInput`: an Ibis table whose columns already carry the canonical
+*names* (ts, src_ip, dst_ip, proto, port, src_port, up_bytes, down_bytes) but still the input's
+*types* (text from CSV/TSV/JSON, whatever the parquet file holds). `finish()` then
+
+  1. picks the time unit (the caller's, the format's own, or `guess_time_unit` on min/max),
+  2. builds the conversion as Ibis expressions (portable: DuckDB and PySpark),
+  3. validates with two queries that together read each column once:
+       - one aggregate counting every row-level problem (timestamps, byte counts, ports) plus
+         the rows without byte counts;
+       - the distinct addresses of src_ip/dst_ip, checked with a portable regular expression
+         (distinct addresses are few, so this costs a hash aggregate, not a regex per row),
+  4. raises `InputError(file=, column=, rows=)` for the first problem, naming the file: with
+     several files the failing check is re-run per file (only on this error path),
+  5. returns the lazy canonical table (nothing is materialised here).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..errors import InputError
+from ..schema import CANONICAL_TYPES
+from . import timeunits as tu
+
+RAW_COLUMNS = ("ts", "src_ip", "dst_ip", "proto", "port", "src_port", "up_bytes", "down_bytes")
+
+# --- IP address syntax ------------------------------------------------------------------------
+# A full-match regex for IPv4 dotted quads (no leading zeros, like Python's ipaddress) and every
+# IPv6 text form (RFC 4291 sec. 2.2, including "::" compression and an embedded IPv4 tail; no
+# zone index). Built from alternatives only - no look-arounds - so RE2 (DuckDB) and Java regex
+# (Spark) both run it. tests/test_readers.py checks it against ipaddress with hypothesis.
+_H = "[0-9A-Fa-f]{1,4}"
+_OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_V4 = rf"{_OCTET}(\.{_OCTET}){{3}}"
+
+
+def _ipv6_pattern() -> str:
+    alts = [rf"({_H}:){{7}}{_H}", rf"({_H}:){{6}}{_V4}"]
+    for n in range(8):  # n groups before "::", at most 7 - n after it
+        left = "" if n == 0 else rf"({_H}:){{{n - 1}}}{_H}"
+        k = 7 - n
+        right = "" if k == 0 else rf"({_H}(:{_H}){{0,{k - 1}}})?"
+        alts.append(f"{left}::{right}")
+        if n <= 5:  # an IPv4 tail takes two groups: at most 5 - n groups between
+            k4 = 5 - n
+            mid = "" if k4 == 0 else rf"({_H}:){{0,{k4}}}"
+            alts.append(f"{left}::{mid}{_V4}")
+    return "|".join(f"({a})" for a in alts)
+
+
+IP_PATTERN = rf"^(({_V4})|({_ipv6_pattern()}))$"
+
+# Transport names: numbers (IANA) and other spellings -> the canonical lower-case name.
+# ICMPv6 becomes "icmp", as Zeek reports it.
+PROTO_NAMES = {
+    "1": "icmp", "2": "igmp", "6": "tcp", "17": "udp", "47": "gre", "50": "esp", "51": "ah",
+    "58": "icmp", "132": "sctp", "icmp6": "icmp", "icmpv6": "icmp", "ipv6-icmp": "icmp",
+    "ipv6_icmp": "icmp",
+}
+
+_MAX_BAD_IPS = 1000  # distinct bad addresses fetched to count the rows they occur in
+
+
+@dataclass
+class RawInput:
+    """What a reader produces (see the module docstring)."""
+
+    table: object                        # ibis.Table with RAW_COLUMNS (any types)
+    ts_kind: str                         # int | float | text-int | text-float | iso | iso-parsed | timestamp
+    files: list[Path]
+    per_file: Callable[[int], object]    # raw table of files[i] alone (error path only)
+    names: list[dict[str, str]]          # per file: canonical column -> its name in that file
+    ts_min: float | None = None          # known range of numeric timestamps (None: ask the engine)
+    ts_max: float | None = None
+    default_unit: str | None = None      # the format's own unit, used for "auto" (Zeek: "s")
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Finished:
+    table: object
+    time_unit: str | None
+    rows: int
+    notes: list[str]
+
+
+# --- type handling ----------------------------------------------------------------------------
+
+def _or(a, b):
+    """`a | b` where None means "never" (a literal False is a scalar: it cannot be summed)."""
+    if a is None:
+        return b
+    return a if b is None else (a | b)
+
+
+def _null(typ: str):
+    import ibis
+
+    return ibis.null().cast(typ)
+
+
+def _as_int(col):
+    """(value as int64, condition 'present but not a number') for any raw column type."""
+    import ibis
+
+    t = col.type()
+    if t.is_null():
+        return _null("int64"), None
+    if t.is_integer():
+        return col.cast("int64"), None
+    if t.is_floating():
+        # NaN is how pandas writes "missing"; +-inf and huge values are not counts.
+        present = col.notnull() & ~col.isnan()
+        ok = present & ~col.isinf() & (col.abs() < 9.0e18)
+        return ibis.ifelse(ok, col, ibis.null()).round().cast("int64"), present & ~ok
+    if t.is_decimal():
+        return col.cast("int64"), None
+    # No strip(): TRY_CAST already ignores surrounding blanks (DuckDB and Spark), and TRIM on
+    # every row costs more than the cast itself.
+    text = col.cast("string") if not t.is_string() else col
+    conv = text.try_cast("int64")
+    return conv, text.notnull() & (text != "") & conv.isnull()
+
+
+def _proto(col):
+    t = col.type()
+    if t.is_integer():
+        text = col.cast("string")
+    elif t.is_floating():
+        text = _as_int(col)[0].cast("string")
+    elif t.is_null():
+        return _null("string")
+    else:
+        text = col.cast("string").lower()
+    return text.substitute(PROTO_NAMES)
+
+
+def _is_icmp(col):
+    """Raw proto is ICMP (v4 or v6). An IN-list, not the CASE of _proto: DuckDB evaluates a
+    CASE inside a larger AND/OR many times slower."""
+    t = col.type()
+    if t.is_integer():
+        return col.isin([1, 58]).fill_null(False)
+    if t.is_null():
+        return None
+    names = ["1", "58"] + [k for k, v in PROTO_NAMES.items() if v == "icmp" and not k.isdigit()] + ["icmp"]
+    return col.cast("string").lower().isin(names).fill_null(False)
+
+
+def _ts_value(col, kind: str, unit: str | None, date: _dt.date):
+    """(timestamp expression, condition 'present but unreadable')."""
+    import ibis
+
+    if kind in ("timestamp", "iso-parsed"):  # a native timestamp, or ISO text pyarrow parsed
+        return col.cast("timestamp"), None
+    if kind == "iso":
+        conv = tu.text_to_timestamp(col)
+        return conv, col.notnull() & conv.isnull()
+    if kind in ("text-int", "text-float"):
+        num = col.try_cast("int64" if kind == "text-int" else "float64")
+        return tu.numeric_to_timestamp(num, unit, date, is_integer=kind == "text-int"), \
+            col.notnull() & num.isnull()
+    if kind == "float":
+        ok = ~col.isnan() & ~col.isinf()
+        num = ibis.ifelse(ok, col, ibis.null())
+        conv = tu.numeric_to_timestamp(num, unit, date, is_integer=False)
+        return conv, col.notnull() & ~ok
+    conv = tu.numeric_to_timestamp(col, unit, date, is_integer=True)
+    return conv, None
+
+
+class _Plan:
+    """The conversion of one raw table (the same code serves the whole input and each file)."""
+
+    def __init__(self, kind: str, unit: str | None, date: _dt.date):
+        self.kind, self.unit, self.date = kind, unit, date
+
+    def columns(self, t):
+        import ibis
+
+        ts, ts_bad = _ts_value(t.ts, self.kind, self.unit, self.date)
+        proto = _proto(t.proto)
+        is_icmp = _is_icmp(t.proto)
+        out = {"ts": ts, "src_ip": t.src_ip.cast("string"), "dst_ip": t.dst_ip.cast("string"),
+               "proto": proto}
+        checks = {"ts_missing": t.ts.isnull(), "ts_bad": ts_bad}
+        for name in ("port", "src_port"):
+            val, bad = _as_int(t[name])
+            in_range = (val >= 0) & (val <= 65535)
+            # ICMP "ports" are type/code pairs in some exporters (nfdump "8.0"): keep them null.
+            out[name] = ibis.ifelse(in_range, val, ibis.null()).cast("int32")
+            bad = _or(bad, val.notnull() & ~in_range)
+            checks[f"{name}_bad"] = bad if is_icmp is None else bad & ~is_icmp
+        for name in ("up_bytes", "down_bytes"):
+            val, bad = _as_int(t[name])
+            out[name] = val
+            checks[f"{name}_bad"] = bad
+            checks[f"{name}_neg"] = val < 0
+        checks["no_bytes"] = out["up_bytes"].isnull() | out["down_bytes"].isnull()
+        return out, checks
+
+    def canonical(self, t):
+        out, _ = self.columns(t)
+        return t.select(**{c: out[c].cast(typ) for c, typ in CANONICAL_TYPES.items()})
+
+    def counts(self, t, keys=None) -> dict[str, int]:
+        _, checks = self.columns(t)
+        keys = list(checks) if keys is None else keys
+        aggs = {k: checks[k].fill_null(False).cast("int64").sum() for k in keys
+                if checks[k] is not None}
+        aggs["rows"] = t.count()
+        row = t.aggregate(**aggs).to_pyarrow().to_pylist()[0]
+        out = {k: 0 for k in keys}
+        out.update({k: int(v or 0) for k, v in row.items()})
+        return out
+
+    def example(self, t, key: str, column: str):
+        _, checks = self.columns(t)
+        got = t.filter(checks[key].fill_null(False)).select(v=t[column]).limit(1).to_pyarrow()
+        vals = got.column("v").to_pylist()
+        return vals[0] if vals else None
+
+
+# Row-level problems in the order they are reported: (check, raw column, message).
+_PROBLEMS = [
+    ("ts_missing", "ts", "timestamp is missing"),
+    ("ts_bad", "ts", "timestamps that cannot be read{unit}{example}"),
+    ("up_bytes_bad", "up_bytes", "byte counts that are not whole numbers{example}"),
+    ("down_bytes_bad", "down_bytes", "byte counts that are not whole numbers{example}"),
+    ("up_bytes_neg", "up_bytes", "negative byte counts{example}"),
+    ("down_bytes_neg", "down_bytes", "negative byte counts{example}"),
+    ("port_bad", "port", "ports that are not integers in 0..65535{example}"),
+    ("src_port_bad", "src_port", "ports that are not integers in 0..65535{example}"),
+]
+
+
+def _fmt_example(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    return f" (e.g. {v!r})"
+
+
+def _resolve_unit(raw: RawInput, requested: str, date: _dt.date) -> str | None:
+    """The unit of the ts column; may run one min/max aggregate for numeric columns."""
+    kind = raw.ts_kind
+    first = str(raw.files[0]) if raw.files else None
+    col = raw.names[0].get("ts", "ts") if raw.names else "ts"
+    if kind == "timestamp":
+        return None
+    if kind in ("iso", "iso-parsed"):
+        if requested not in ("auto", "iso"):
+            raise InputError(f"timestamps are text (dates), not numbers in '{requested}'; "
+                             f"use --time-unit iso or auto", file=first, column=col)
+        return "iso"
+    if requested == "iso":
+        raise InputError("timestamps are numbers, not ISO text; pass the numeric unit "
+                         "(centiseconds, s, ms, us, ns) or auto", file=first, column=col)
+    lo, hi = raw.ts_min, raw.ts_max
+    if lo is None or hi is None:
+        if kind in ("int", "float"):  # one cheap aggregate on the ts column alone
+            t = raw.table
+            num = t.ts if kind == "int" else t.ts.isnan().ifelse(None, t.ts)
+            got = t.aggregate(lo=num.min(), hi=num.max()).to_pyarrow().to_pylist()[0]
+            lo, hi = got["lo"], got["hi"]
+    if requested != "auto":
+        unit = requested
+    elif raw.default_unit:
+        unit = raw.default_unit
+    else:
+        unit = tu.guess_time_unit(lo, hi)
+    if lo is not None and hi is not None:
+        _check_range_per_file(raw, lo, hi, unit, date, col)
+    return unit
+
+
+def _check_range_per_file(raw, lo, hi, unit, date, col):
+    try:
+        tu.check_range(lo, hi, unit, date, column=col,
+                       file=str(raw.files[0]) if len(raw.files) == 1 else None)
+    except InputError as exc:
+        if len(raw.files) <= 1:
+            raise
+        # Several files: name the one holding the out-of-range value (error path only).
+        for i, f in enumerate(raw.files):
+            t = raw.per_file(i)
+            num = t.ts.try_cast("float64") if raw.ts_kind.startswith("text") else t.ts
+            got = t.aggregate(lo=num.min(), hi=num.max()).to_pyarrow().to_pylist()[0]
+            if got["lo"] is None:
+                continue
+            try:
+                tu.check_range(got["lo"], got["hi"], unit, date)
+            except InputError as inner:
+                raise InputError(str(inner), file=str(f), column=raw.names[i].get("ts", col)) from None
+        raise exc
+
+
+def finish(raw: RawInput, time_unit: str, date) -> Finished:
+    """Convert and validate (see the module docstring)."""
+    day = tu.parse_date(date)
+    unit = _resolve_unit(raw, time_unit, day)
+    plan = _Plan(raw.ts_kind, unit, day)
+    notes = list(raw.notes)
+    t = raw.table
+
+    counts = plan.counts(t)
+    if counts["rows"] == 0:
+        raise InputError("no flow records", file=", ".join(str(f) for f in raw.files) or None)
+    for key, col, message in _PROBLEMS:
+        if counts[key]:
+            _raise_problem(raw, plan, key, col, message, counts[key], unit)
+    _check_addresses(raw)
+
+    if raw.ts_kind == "timestamp" and time_unit not in ("auto", "iso"):
+        notes.append(f"--time-unit {time_unit} ignored: the timestamp column already holds timestamps")
+    if date and unit != "centiseconds":
+        notes.append(f"--date {date} ignored: timestamps in '{unit or 'timestamp'}' are absolute")
+    if counts["no_bytes"]:
+        n = counts["no_bytes"]
+        verb = "have" if n != 1 else "has"
+        notes.append(f"{n:,} row{'s' if n != 1 else ''} of {counts['rows']:,} {verb} no byte counts "
+                     f"(up_bytes or down_bytes unknown)")
+    return Finished(table=plan.canonical(t), time_unit=unit, rows=counts["rows"], notes=notes)
+
+
+def _raise_problem(raw, plan, key, col, message, total, unit):
+    unit_txt = f" as '{unit}'" if unit else ""
+    if len(raw.files) <= 1:
+        where, t, n, idx = (raw.files[0] if raw.files else None), raw.table, total, 0
+    else:
+        where = t = None
+        n = idx = 0
+        for i, f in enumerate(raw.files):
+            ti = raw.per_file(i)
+            c = plan.counts(ti, [key])[key]
+            if c:
+                where, t, n, idx = f, ti, c, i
+                break
+        if t is None:  # should not happen; fall back to the whole input
+            t, n = raw.table, total
+    example = plan.example(t, key, col) if key != "ts_missing" else None
+    msg = message.format(unit=unit_txt, example=_fmt_example(example))
+    if n != total:
+        rest = total - n
+        msg += f"; {rest:,} more row{'s' if rest != 1 else ''} in other files"
+    name = raw.names[idx].get(col, col) if raw.names else col
+    raise InputError(msg, file=None if where is None else str(where), column=name, rows=n)
+
+
+def _check_addresses(raw: RawInput) -> None:
+    """Distinct src/dst addresses through IP_PATTERN; count affected rows only if some fail."""
+    import pyarrow.compute as pc
+
+    t = raw.table
+    # Distinct per column first, then union: the engine deduplicates before anything else, and
+    # the regex then runs on the distinct addresses only (in pyarrow, vectorised RE2).
+    src = t.select(ip=t.src_ip.cast("string")).distinct()
+    dst = t.select(ip=t.dst_ip.cast("string")).distinct()
+    ips = src.union(dst, distinct=True).to_pyarrow().column("ip")
+    ok = pc.match_substring_regex(ips, IP_PATTERN)
+    bad_mask = pc.invert(pc.fill_null(ok, False))
+    if not pc.any(bad_mask).as_py():
+        return
+    bad = pc.filter(ips, bad_mask).slice(0, _MAX_BAD_IPS).to_pylist()
+    values = [b for b in bad if b is not None]
+    has_null = len(values) != len(bad)
+
+    def cond(tab, col):
+        c = tab[col].cast("string")
+        e = c.isin(values) if values else None
+        if has_null:
+            e = c.isnull() if e is None else (e | c.isnull())
+        return e
+
+    for col in ("src_ip", "dst_ip"):
+        n = int(t.aggregate(n=cond(t, col).fill_null(False).cast("int64").sum()).to_pyarrow()
+                .column("n")[0].as_py() or 0)
+        if not n:
+            continue
+        where, rows, idx = (raw.files[0] if raw.files else None), n, 0
+        if len(raw.files) > 1:
+            for i, f in enumerate(raw.files):
+                ti = raw.per_file(i)
+                c = int(ti.aggregate(n=cond(ti, col).fill_null(False).cast("int64").sum())
+                        .to_pyarrow().column("n")[0].as_py() or 0)
+                if c:
+                    where, rows, idx = f, c, i
+                    break
+        name = raw.names[idx].get(col, col) if raw.names else col
+        src = raw.per_file(idx) if len(raw.files) > 1 else t
+        got = src.filter(cond(src, col).fill_null(False)).select(v=src[col]).limit(1).to_pyarrow()
+        example = got.column("v")[0].as_py() if got.num_rows else None
+        what = "missing or invalid IP addresses" if has_null else "invalid IP addresses"
+        msg = what + (f" (e.g. {example!r})" if example is not None else "")
+        if rows != n:
+            msg += f"; {n - rows:,} more rows in other files"
+        raise InputError(msg, file=None if where is None else str(where), column=name, rows=rows)

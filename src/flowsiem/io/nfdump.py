@@ -1,0 +1,78 @@
+"""nfdump CSV (`nfdump -r FILE -o csv`), both header generations.
+
+nfdump 1.6:  ts,te,td,sa,da,sp,dp,pr,flg,fwd,stos,ipkt,ibyt,opkt,obyt,in,out,...
+             ts like `2019-03-05 10:00:01` (or `.123`); pr as text (`TCP`) or a number;
+             the output may end with a `Summary` line followed by totals - not flows.
+nfdump 1.7:  firstSeen,lastSeen,duration,proto,srcAddr,dstAddr,srcPort,dstPort,...,
+             inPackets,inBytes,outPackets,outBytes,...   (proto as a number)
+
+Mapping: sa/srcAddr -> src_ip, da/dstAddr -> dst_ip, dp/dstPort -> port, sp/srcPort -> src_port,
+pr/proto -> proto (`TCP`/6 -> tcp), ibyt/inBytes -> up_bytes, obyt/outBytes -> down_bytes.
+A missing byte column becomes 0 (unidirectional NetFlow has no reverse bytes) and is noted.
+nfdump prints local wall-clock time of the machine that ran it; times are kept as printed.
+Header names are matched case-insensitively; the header may contain duplicate names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import InputError
+from . import tables
+
+ALIASES = {
+    "ts": ("ts", "firstseen", "tstart", "first_seen", "start"),
+    "src_ip": ("sa", "srcaddr", "src_addr", "srcip"),
+    "dst_ip": ("da", "dstaddr", "dst_addr", "dstip"),
+    "proto": ("pr", "proto", "protocol"),
+    "port": ("dp", "dstport", "dst_port"),
+    "src_port": ("sp", "srcport", "src_port"),
+    "up_bytes": ("ibyt", "inbytes", "byt", "bytes", "in_bytes"),
+    "down_bytes": ("obyt", "outbytes", "out_bytes"),
+}
+REQUIRED = ("ts", "src_ip", "dst_ip", "proto", "port")
+
+
+def _cut_summary(data: bytes) -> bytes:
+    """Drop nfdump's trailing `Summary` block (and anything after it)."""
+    if data.startswith(b"Summary"):
+        return b""
+    idx = data.find(b"\nSummary")
+    return data if idx == -1 else data[:idx + 1]
+
+
+def read_nfdump(files: list[Path], engine, data_of):
+    import pyarrow as pa
+
+    parts, names, notes = [], [], []
+    for path in files:
+        data = _cut_summary(data_of(path))
+        header, body = tables.split_header(data, path)
+        lower = [h.lower() for h in header]
+        idx, found = {}, {}
+        for canon, aliases in ALIASES.items():
+            for a in aliases:
+                if a in lower:
+                    idx[canon] = lower.index(a)
+                    found[canon] = header[idx[canon]]
+                    break
+        for canon in REQUIRED:
+            if canon not in idx:
+                want = ALIASES[canon][0]
+                raise InputError(f"required column is missing (nfdump '{want}' or "
+                                 f"'{ALIASES[canon][1]}'); the file has: {', '.join(header[:20])}",
+                                 file=str(path), column=want)
+        names.append(found)
+        types = {"ts": None, "port": pa.int64(), "src_port": pa.int64(),
+                 "up_bytes": pa.int64(), "down_bytes": pa.int64()}
+        tbl, torn = tables.read_delimited(body, path, ncols=len(header), wanted=idx,
+                                          delimiter=",", types=types)
+        if torn:
+            notes.append(tables.torn_note(torn, path))
+        for canon, label in (("up_bytes", "ibyt/inBytes"), ("down_bytes", "obyt/outBytes")):
+            if canon not in idx:
+                zero = pa.repeat(pa.scalar(0, pa.int64()), tbl.num_rows)
+                tbl = tbl.set_column(tbl.column_names.index(canon), canon, zero)
+                notes.append(f"{path}: no {label} column; {canon} set to 0")
+        parts.append(tbl)
+    return tables.raw_from_arrow(parts, files, names, engine, notes=notes)
