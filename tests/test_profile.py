@@ -191,3 +191,22 @@ def test_parse_bucket():
     from flowsiem.errors import UsageError
     with pytest.raises(UsageError):
         parse_bucket("ten minutes")
+
+
+ZEEK = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "zeek"
+
+
+@pytest.mark.skipif(not (ZEEK / "m57-zeek42-cindy").exists(), reason="shared Zeek fixtures not present")
+def test_profile_real_zeek_log(tmp_path):
+    """A real office capture: one /24, the router as DNS/DHCP server, broadcasts are not servers."""
+    res = build_profile(ZEEK / "m57-zeek42-cindy" / "conn.log", tmp_path)
+    p = res.profile
+    assert p["internal_networks"] == ["192.168.1.0/24"]
+    servers = {s["ip"]: {(x["proto"], x["port"]) for x in s["services"]} for s in p["internal_servers"]}
+    assert set(servers) == {"192.168.1.1"}
+    assert ("udp", 53) in servers["192.168.1.1"]
+    assert p["hosts"]["resolvers"] == ["192.168.1.1"]
+    assert p["input"]["rows"] == 8505 and p["input"]["time_unit"] == "s"
+    assert "external_external" not in p["traffic"]  # multicast/broadcast/link-local stay local
+    hosts = pd.read_parquet(tmp_path / "baseline" / "hosts.parquet")
+    assert "0.0.0.0" not in set(hosts.ip)

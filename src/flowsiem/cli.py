@@ -115,6 +115,20 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         con_mod.err_console().print("[yellow]interrupted[/]")
         sys.exit(130)
+    except Exception as exc:  # a bug, not bad input: one line, the traceback kept in a file
+        import os
+        import tempfile
+        import traceback
+
+        if os.environ.get("FLOWSIEM_DEBUG"):
+            raise
+        fd, path = tempfile.mkstemp(prefix="flowsiem-crash-", suffix=".txt")
+        with os.fdopen(fd, "w") as fh:
+            traceback.print_exc(file=fh)
+        con_mod.err_console().print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (traceback in {path}; "
+            "please report it)", soft_wrap=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -82,12 +82,18 @@ class NetworkModel:
     def cidrs(self) -> list[str]:
         return [str(n) for n in self.networks]
 
+    def _broadcasts(self) -> set:
+        return {n.broadcast_address for n in self.networks if n.version == 4 and n.prefixlen <= 30}
+
     def is_internal(self, ip: str) -> bool:
-        a = _parse(ip)
-        return a is not None and any(a.version == n.version and a in n for n in self.networks)
+        return self.classify_ips([ip])[0]
 
     def classify_ips(self, ips) -> list[bool]:
-        """Internal flag per address (Python on unique addresses only)."""
+        """Internal flag per address (Python on unique addresses only).
+
+        Internal = inside an internal network, or of local scope (link-local, multicast,
+        broadcast, unspecified): such traffic never leaves the site, so it is not "external".
+        """
         v4 = [n for n in self.networks if n.version == 4]
         v6 = [n for n in self.networks if n.version == 6]
         out = []
@@ -96,8 +102,18 @@ class NetworkModel:
             if a is None:
                 out.append(False)
             else:
-                out.append(any(a in n for n in (v4 if a.version == 4 else v6)))
+                out.append(_is_local_scope(a) or any(a in n for n in (v4 if a.version == 4 else v6)))
         return out
+
+    def is_unicast_host(self, ip: str) -> bool:
+        """False for multicast, broadcast (limited or of an internal network) and unparseable
+        addresses: those can be destinations but never servers or hosts."""
+        a = _parse(ip)
+        if a is None or a.is_multicast or a.is_unspecified:
+            return False
+        if a.version == 4 and (a == ipaddress.IPv4Address("255.255.255.255") or a in self._broadcasts()):
+            return False
+        return True
 
     @classmethod
     def from_option_or_sources(cls, internal: str | None, source_ips) -> "NetworkModel":

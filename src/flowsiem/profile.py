@@ -76,13 +76,22 @@ def _jsonable(v):
 
     if v is None:
         return None
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if not isinstance(v, (str, bytes)) and not hasattr(v, "__len__"):
+        import pandas as pd
+
+        if pd.isna(v):  # pd.NA, NaT, NaN
+            return None
     if hasattr(v, "item"):
         v = v.item()
     if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
         return None
     if hasattr(v, "isoformat"):
         return v.isoformat()
-    return v
+    if isinstance(v, (str, int, float, bool)):
+        return v
+    return str(v)
 
 
 def _records(df, columns=None) -> list[dict]:
@@ -272,6 +281,8 @@ def _profile_flows(flows, model, ip_info, opts: ProfileOptions, bucket_s: int):
 
     services = internal_services(flows.filter(flows.traffic_class == INTERNAL_INTERNAL), opts.min_clients) \
         .to_pandas().sort_values(["ip", "proto", "port"]).reset_index(drop=True)
+    # Multicast and broadcast destinations receive from many hosts but are not servers.
+    services = services[[model.is_unicast_host(ip) for ip in services.ip]].reset_index(drop=True)
     server_ips = set(services.ip)
 
     profile: dict = {
@@ -321,6 +332,7 @@ def _profile_flows(flows, model, ip_info, opts: ProfileOptions, bucket_s: int):
     profile["top_uploaders"] = _top_uploaders(ie, geo, top)
 
     hosts = _hosts_table(edges, host_hours, host_sizes, server_ips)
+    hosts = hosts[[model.is_unicast_host(ip) for ip in hosts.ip]].reset_index(drop=True)  # e.g. DHCP's 0.0.0.0
     by_hour = host_hours.groupby("hour").flows.sum().reindex(range(24), fill_value=0)
     quiet = [int(h) for h, n in by_hour.items() if n < opts.quiet_hour_share * by_hour.max()]
     profile["hours"] = {"flows_by_hour": [int(x) for x in by_hour.tolist()], "quiet_hours": quiet,
