@@ -30,7 +30,11 @@ def test_parse_cidrs_and_errors():
 
 def test_classify_and_services():
     m = NetworkModel.from_option_or_sources("10.0.0.0/24", [])
-    assert m.classify_ips(["10.0.0.1", "10.0.1.1", "bogus", "::1"]) == [True, False, False, False]
+    # local scope (loopback, link-local, multicast, broadcast) never leaves the site: internal
+    assert m.classify_ips(["10.0.0.1", "10.0.1.1", "bogus", "::1", "fe80::1", "224.0.0.251", "8.8.8.8"]) == [
+        True, False, False, True, True, True, False]
+    assert [m.is_unicast_host(ip) for ip in ("10.0.0.7", "10.0.0.255", "255.255.255.255", "ff02::1", "0.0.0.0")] \
+        == [True, False, False, False, False]
     flows = ibis.memtable({
         "src_ip": ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.1", "8.8.8.8", "10.0.0.4"],
         "dst_ip": ["10.0.0.9", "10.0.0.9", "10.0.0.9", "1.1.1.1", "10.0.0.9", "10.0.0.5"],

@@ -6,7 +6,7 @@ Layout (where things go):
   engine.py   the Ibis backend (DuckDB by default, PySpark for clusters)
   network.py  internal networks, traffic classes, internal servers
   profile.py  the "non-anomalous analysis": statistics + per-host baselines
-  simulate.py synthetic company days with injected anomalies (truth.json)
+  simulate/   synthetic company days with injected anomalies (truth.json)
   cli.py      the `flowsiem` command
 """
 

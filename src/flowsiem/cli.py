@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from . import console as con_mod
-from .errors import FlowsiemError
+from .errors import FlowsiemError, UsageError
 
 app = typer.Typer(
     name="flowsiem",
@@ -49,7 +49,7 @@ def _setup(quiet: bool) -> None:
 
 @app.command()
 def generate(
-    out: Path = typer.Option(..., "--out", "-o", help="Directory to write data.parquet, test.parquet, servers.parquet and truth.json."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Directory to write data.parquet, test.parquet, servers.parquet, servers_data.parquet and truth.json."),
     scenario: str = typer.Option("obvious", "--scenario", "-s", help="Scenario name (see --list)."),
     seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same files."),
     scale: float = typer.Option(1.0, "--scale", help="Volume factor: 1 is about 1 M flows per day file and 0.7 M in servers.parquet."),
@@ -64,6 +64,8 @@ def generate(
         for name, sc in simulate.SCENARIOS.items():
             typer.echo(f"{name:<12} {sc.description}")
         return
+    if out is None:
+        raise UsageError("generate needs --out DIR (or --list to see the scenarios)")
     summary = simulate.generate(scenario, seed=seed, scale=scale, out_dir=out)
     c = con_mod.console()
     c.print(f"[bold]Generated[/] scenario [cyan]{scenario}[/] seed {seed} scale {scale} in {out}/")

@@ -31,10 +31,6 @@ class Engine:
         # PySpark: create_table accepts pyarrow via pandas conversion
         return self.con.create_table(name or ibis.util.gen_name("flows"), arrow_table)
 
-    def cache(self, table):
-        """Materialise an expression once so later aggregations do not rescan the input."""
-        return table.cache()
-
 
 def connect(name: str = "duckdb", *, threads: int | None = None, memory_limit: str | None = None) -> Engine:
     from .errors import UsageError
