@@ -20,7 +20,8 @@ app = typer.Typer(
         "changed and say why.\n\n"
         "Typical use:\n\n"
         "  flowsiem generate --scenario obvious --out days/      # synthetic days to try it on\n\n"
-        "  flowsiem profile days/data.parquet --servers days/servers.parquet --out profile/"
+        "  flowsiem run days/data.parquet days/test.parquet --servers days/servers.parquet --out out/\n\n"
+        "  flowsiem profile days/data.parquet --out profile/   # or step by step: profile, then detect"
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -105,6 +106,120 @@ def profile(
     )
     result = build_profile(data, out, servers=servers, options=opts)
     print_summary(result, out)
+
+
+RulesOpt = typer.Option(None, "--rules", help="A rules YAML file merged over the shipped rules (thresholds, enabled, allowlist).")
+DisableOpt = typer.Option(None, "--disable", help="Disable a rule id or a whole family (repeatable).")
+
+
+def _detect_options(fmt, time_unit, date, engine, rules, disable, geoip_country, geoip_asn):
+    from .detect import DetectOptions
+
+    return DetectOptions(fmt=fmt, time_unit=time_unit, date=date, engine=engine, rules_file=rules,
+                         disable=list(disable or []), geoip_country=geoip_country, geoip_asn=geoip_asn)
+
+
+def _print_detect(result) -> None:
+    from .alerts import print_devices
+
+    c = con_mod.console()
+    print_devices(result.devices, c)
+    c.print(f"Wrote [green]{result.out / 'alerts.jsonl'}[/] ({len(result.alerts)} alerts) and "
+            f"[green]{result.out / 'devices.csv'}[/] ({len(result.devices)} devices)")
+
+
+@app.command()
+def detect(
+    test: str = typer.Argument(..., help="The day to check: a file, a glob or a directory."),
+    baseline: Path = typer.Option(..., "--baseline", "-b", help="The --out directory of `flowsiem profile`."),
+    out: Path = typer.Option(..., "--out", "-o", help="Directory for alerts.jsonl and devices.csv."),
+    servers: Optional[str] = typer.Option(None, "--servers", help="The same day's flows of external clients to the public servers (enables the external_abuse rules)."),
+    rules: Optional[Path] = RulesOpt,
+    disable: Optional[list[str]] = DisableOpt,
+    fmt: str = FormatOpt,
+    time_unit: str = TimeUnitOpt,
+    date: Optional[str] = DateOpt,
+    geoip_country: Optional[Path] = GeoCountryOpt,
+    geoip_asn: Optional[Path] = GeoAsnOpt,
+    engine: str = EngineOpt,
+    quiet: bool = QuietOpt,
+):
+    """Apply the rules to a new day against a baseline; write explained alerts.
+
+    OUT/alerts.jsonl has one alert per line in Elastic Common Schema (baseline vs today under
+    `flowsiem.evidence`); OUT/devices.csv has one row per flagged device.
+    """
+    _setup(quiet)
+    from .detect import detect as run_detect
+
+    result = run_detect(test, baseline, out, servers=servers,
+                        options=_detect_options(fmt, time_unit, date, engine, rules, disable, geoip_country, geoip_asn))
+    _print_detect(result)
+
+
+@app.command()
+def run(
+    data: str = typer.Argument(..., help="The clean day (baseline) flows."),
+    test: str = typer.Argument(..., help="The day to check."),
+    out: Path = typer.Option(..., "--out", "-o", help="Directory for profile/, alerts.jsonl, devices.csv."),
+    servers: Optional[str] = typer.Option(None, "--servers", help="The test day's flows of external clients to the public servers."),
+    servers_baseline: Optional[str] = typer.Option(None, "--servers-baseline", help="A clean day of the public servers' clients to compare against (optional: without it clients are judged against their own population)."),
+    rules: Optional[Path] = RulesOpt,
+    disable: Optional[list[str]] = DisableOpt,
+    internal: Optional[str] = InternalOpt,
+    fmt: str = FormatOpt,
+    time_unit: str = TimeUnitOpt,
+    date: Optional[str] = DateOpt,
+    geoip_country: Optional[Path] = GeoCountryOpt,
+    geoip_asn: Optional[Path] = GeoAsnOpt,
+    engine: str = EngineOpt,
+    quiet: bool = QuietOpt,
+):
+    """The main job: profile the clean day, then detect on the test day, in one go."""
+    _setup(quiet)
+    from .detect import detect as run_detect
+    from .profile import ProfileOptions, build_profile
+    from .rules import load_rules
+
+    load_rules(rules, list(disable or []))  # a bad rules file fails before any work
+    popts = ProfileOptions(fmt=fmt, time_unit=time_unit, date=date, internal=internal,
+                           geoip_country=geoip_country, geoip_asn=geoip_asn, engine=engine)
+    prof = build_profile(data, out / "profile", servers=servers_baseline, options=popts)
+    p = prof.profile
+    con_mod.info(f"baseline: {p['input']['rows']:,} flows, {p['hosts']['count']:,} hosts, "
+                 f"{len(p['internal_servers'])} internal servers, networks {', '.join(p['internal_networks'])}")
+    result = run_detect(test, out / "profile", out, servers=servers,
+                        options=_detect_options(fmt, time_unit, date, engine, rules, disable, geoip_country, geoip_asn))
+    _print_detect(result)
+
+
+@app.command("rules")
+def rules_cmd(
+    rules: Optional[Path] = RulesOpt,
+    disable: Optional[list[str]] = DisableOpt,
+    family: Optional[str] = typer.Option(None, "--family", help="Only this family."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also print descriptions and false-positive notes."),
+):
+    """List every rule: id, family, ATT&CK technique, severity and thresholds."""
+    from rich.table import Table
+
+    from .rules import load_rules
+
+    specs = load_rules(rules, list(disable or []))
+    c = con_mod.console()
+    t = Table(title=f"{len(specs)} rules", title_justify="left", show_lines=verbose)
+    for col in ("id", "family", "technique", "severity", "on", "thresholds"):
+        t.add_column(col, overflow="fold")
+    for s in specs.values():
+        if family and s.family != family:
+            continue
+        th = ", ".join(f"{k}={v}" for k, v in s.thresholds.items())
+        if verbose:
+            th += f"\n[dim]{s.description}[/]"
+            if s.allowlist:
+                th += f"\n[dim]allowlist: {', '.join(map(str, s.allowlist))}[/]"
+        t.add_row(f"{s.id}\n[dim]{s.name}[/]", s.family, s.technique, s.severity, "yes" if s.enabled else "no", th)
+    c.print(t)
 
 
 def main(argv: list[str] | None = None) -> None:

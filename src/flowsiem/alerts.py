@@ -1,0 +1,170 @@
+"""Alerts: what a rule found, the evidence (baseline vs today, with units), and their outputs:
+alerts.jsonl in Elastic Common Schema, devices.csv, and a terminal table."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from .rules import RuleSpec
+
+
+@dataclass
+class Evidence:
+    """One measured quantity: what the baseline says, what today shows, and the threshold crossed."""
+
+    metric: str                 # e.g. "upload to external destinations"
+    unit: str                   # "bytes", "flows", "hosts", "share", "score", ...
+    observed: object
+    baseline: object = None     # the host's own baseline (None: the host is new)
+    reference: object = None    # the peers'/population's value the threshold is built on
+    threshold: object = None
+
+    def as_dict(self) -> dict:
+        return {k: _plain(v) for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass
+class Alert:
+    rule: RuleSpec
+    source_ip: str                      # the flagged device (for external_abuse: the external client)
+    message: str                        # one sentence: "baseline X -> today Y"
+    evidence: list[Evidence]
+    score: float = 1.0                  # 0..1: how far past the thresholds (scales the risk score)
+    destination_ip: str | None = None
+    timestamp: datetime | None = None   # first flow of the evidence
+    related: list[str] = field(default_factory=list)   # e.g. the other members of a group
+    details: dict = field(default_factory=dict)        # rule-specific extras (sub-scores, ...)
+    examples: list[dict] = field(default_factory=list)  # a few flows, filled in by detect
+    example_port: int | None = None     # restrict example flows to this destination port
+
+    @property
+    def risk_score(self) -> int:
+        """Severity's base risk (low 21, medium 47, high 73, critical 99) scaled by 0.6–1.0 with the score."""
+        s = min(max(float(self.score), 0.0), 1.0)
+        return int(round(self.rule.severity_number * (0.6 + 0.4 * s)))
+
+    def to_ecs(self) -> dict:
+        r = self.rule
+        doc = {
+            "@timestamp": _iso(self.timestamp),
+            "message": self.message,
+            "event": {
+                "kind": "alert",
+                "category": ["network"],
+                "type": ["info"],
+                "module": "flowsiem",
+                "dataset": "flowsiem.alerts",
+                "severity": r.severity_number,
+                "risk_score": self.risk_score,
+            },
+            "rule": {
+                "id": r.id,
+                "name": r.name,
+                "category": r.family,
+                "description": r.description,
+                "ruleset": "flowsiem",
+            },
+            "source": {"ip": self.source_ip},
+            "threat": {
+                "framework": "MITRE ATT&CK",
+                "technique": {"id": [r.technique], "name": [r.technique_name] if r.technique_name else []},
+            },
+            "flowsiem": {
+                "family": r.family,
+                "severity": r.severity,
+                "score": round(float(self.score), 3),
+                "evidence": [e.as_dict() for e in self.evidence],
+                "related_ips": list(self.related),
+                "details": {k: _plain(v) for k, v in self.details.items()},
+                "examples": self.examples,
+            },
+        }
+        if self.destination_ip:
+            doc["destination"] = {"ip": self.destination_ip}
+        return doc
+
+
+def _plain(v):
+    if hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, float):
+        return round(v, 4) if v == v else None
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if hasattr(v, "isoformat"):
+        return v.isoformat()
+    return v
+
+
+def _iso(ts) -> str | None:
+    if ts is None:
+        return None
+    try:
+        return ts.isoformat()
+    except AttributeError:
+        return str(ts)
+
+
+# --- outputs --------------------------------------------------------------------------------
+
+def write_jsonl(alerts: list[Alert], path: Path) -> None:
+    with open(path, "w") as fh:
+        for a in alerts:
+            fh.write(json.dumps(a.to_ecs(), default=str) + "\n")
+
+
+DEVICE_COLUMNS = ("ip", "families", "risk_score", "rules", "alerts", "evidence")
+
+
+def devices(alerts: list[Alert]) -> list[dict]:
+    """One row per flagged device, strongest first; the evidence is its highest-risk alert's sentence."""
+    by_ip: dict[str, list[Alert]] = {}
+    for a in alerts:
+        by_ip.setdefault(a.source_ip, []).append(a)
+    rows = []
+    for ip, al in by_ip.items():
+        top = max(al, key=lambda a: (a.risk_score, a.score))
+        rows.append({
+            "ip": ip,
+            "families": ";".join(sorted({a.rule.family for a in al})),
+            "risk_score": top.risk_score,
+            "rules": ";".join(sorted({a.rule.id for a in al})),
+            "alerts": len(al),
+            "evidence": top.message,
+        })
+    rows.sort(key=lambda r: (-r["risk_score"], r["ip"]))
+    return rows
+
+
+def write_devices_csv(rows: list[dict], path: Path) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(DEVICE_COLUMNS))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def print_devices(rows: list[dict], console, limit: int = 50) -> None:
+    from rich.table import Table
+
+    if not rows:
+        console.print("[green]No device flagged.[/]")
+        return
+    t = Table(title=f"Flagged devices ({len(rows)})", title_justify="left", show_lines=False)
+    t.add_column("device")
+    t.add_column("families")
+    t.add_column("risk", justify="right")
+    t.add_column("alerts", justify="right")
+    t.add_column("strongest evidence", overflow="fold")
+    for r in rows[:limit]:
+        colour = "red" if r["risk_score"] >= 73 else "yellow" if r["risk_score"] >= 47 else "white"
+        t.add_row(r["ip"], r["families"].replace(";", ", "), f"[{colour}]{r['risk_score']}[/]", str(r["alerts"]),
+                  r["evidence"])
+    console.print(t)
+    if len(rows) > limit:
+        console.print(f"… and {len(rows) - limit} more in devices.csv")

@@ -1,0 +1,296 @@
+"""`flowsiem detect`: apply the rules to a new day against a baseline written by `flowsiem profile`.
+
+The test day is read once into the engine (lazily, like the profile), classified with the
+baseline's network model, and summarised into one per-(edge, hour) aggregate that most rules
+start from. Rules (flowsiem.rules.*) build Ibis expressions over these tables and the baseline
+tables, score the small results in Python and return Alerts; detect then attaches a few example
+flows to each alert in one batched query and writes the outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from .console import info, stage
+from .errors import InputError, UsageError
+from .network import NetworkModel, parse_cidrs, with_traffic_class
+
+BASELINE_TABLES = ("edges", "hosts", "host_hours", "services", "destinations", "ip_info", "clients")
+
+
+@dataclass
+class DetectOptions:
+    fmt: str = "auto"
+    time_unit: str = "auto"
+    date: str | None = None
+    engine: str = "duckdb"
+    rules_file: Path | None = None
+    disable: list[str] = field(default_factory=list)
+    geoip_country: Path | None = None
+    geoip_asn: Path | None = None
+    examples: int = 3                 # example flows attached to each alert
+
+
+class DetectContext:
+    """Everything a rule may look at. Ibis tables live in the engine; *_df are small pandas tables."""
+
+    def __init__(self, engine, baseline_dir: Path, profile: dict, model: NetworkModel, flows, ip_info,
+                 servers=None):
+        self.engine = engine
+        self.baseline_dir = Path(baseline_dir)
+        self.profile = profile
+        self.model = model
+        self.flows = flows                  # classified test flows: canonical + traffic_class, hour, ...
+        self.ip_info = ip_info              # pandas, index ip: internal, country, asn, as_org, private
+        self.servers = servers              # test-day flows of external clients to public servers (or None)
+        self._base: dict = {}
+        self.server_ips = {s["ip"] for s in profile.get("internal_servers", [])}
+        self.server_services = {(s["ip"], x["proto"], x["port"]) for s in profile.get("internal_servers", [])
+                                for x in s["services"]}
+
+    # --- baseline -----------------------------------------------------------------------
+    def base(self, name: str):
+        """A baseline table as an Ibis table (None when the profile did not write it)."""
+        if name not in self._base:
+            rel = self.profile.get("baseline_tables", {}).get(name)
+            path = self.baseline_dir / rel if rel else None
+            self._base[name] = self.engine.read_parquet([path]) if path and path.exists() else None
+        return self._base[name]
+
+    def base_df(self, name: str):
+        """A baseline table as pandas (they are aggregated, hence small)."""
+        import pandas as pd
+
+        rel = self.profile.get("baseline_tables", {}).get(name)
+        path = self.baseline_dir / rel if rel else None
+        return pd.read_parquet(path) if path and path.exists() else None
+
+    # --- test-day aggregates ------------------------------------------------------------
+    @cached_property
+    def edge_hours(self):
+        """(src_ip, dst_ip, proto, port, traffic_class, hour) -> flows, up_bytes, down_bytes,
+        first_ts, last_ts. One scan of the test day, materialised in the engine."""
+        f = self.flows
+        agg = f.group_by("src_ip", "dst_ip", "proto", "port", "traffic_class", "hour").aggregate(
+            flows=f.count(),
+            up_bytes=f.up_bytes.sum().fill_null(0),
+            down_bytes=f.down_bytes.sum().fill_null(0),
+            first_ts=f.ts.min(),
+            last_ts=f.ts.max(),
+        )
+        return self.engine.from_arrow(agg.to_pyarrow())
+
+    @cached_property
+    def edges(self):
+        """Per (src, dst, proto, port) over the whole test day (derived from edge_hours)."""
+        e = self.edge_hours
+        return e.group_by("src_ip", "dst_ip", "proto", "port", "traffic_class").aggregate(
+            flows=e.flows.sum(), up_bytes=e.up_bytes.sum(), down_bytes=e.down_bytes.sum(),
+            first_ts=e.first_ts.min(), last_ts=e.last_ts.max(), hours=e.hour.nunique(),
+        )
+
+    @cached_property
+    def edges_df(self):
+        return self.edges.to_pandas()
+
+    @cached_property
+    def span(self):
+        """(start, end) timestamps of the test day and its length in seconds."""
+        s = self.flows.aggregate(start=self.flows.ts.min(), end=self.flows.ts.max()).to_pandas().iloc[0]
+        return s["start"], s["end"], max((s["end"] - s["start"]).total_seconds(), 1.0)
+
+    @cached_property
+    def clients_df(self):
+        """Test-day external clients of the public servers (None without --servers)."""
+        if self.servers is None:
+            return None
+        t = self.servers
+        quiet = set(self.profile.get("public_servers", {}) and
+                    self.profile["public_servers"]["clients"].get("quiet_hours", []) or [])
+        df = t.group_by(ip=t.src_ip).aggregate(
+            flows=t.count(), up_bytes=t.up_bytes.sum().fill_null(0), down_bytes=t.down_bytes.sum().fill_null(0),
+            servers=t.dst_ip.nunique(), active_hours=t.hour.nunique(), first_ts=t.ts.min(), last_ts=t.ts.max(),
+        ).to_pandas()
+        hours = t.group_by(ip=t.src_ip, hour=t.hour).aggregate(flows=t.count()).to_pandas()
+        df.attrs["hours"] = hours
+        df.attrs["baseline_quiet_hours"] = sorted(quiet)
+        return df
+
+    # --- enrichment ---------------------------------------------------------------------
+    def geo(self, ip: str) -> dict:
+        if ip in self.ip_info.index:
+            r = self.ip_info.loc[ip]
+            return {"country": r.country, "asn": None if r.asn != r.asn else r.asn, "as_org": r.as_org}
+        return {"country": None, "asn": None, "as_org": None}
+
+    def allowed(self, spec, ip: str | None) -> bool:
+        """Is `ip` on the rule's allowlist (by address, CIDR, ASN or organisation)?"""
+        from .rules import Allowlist
+
+        al = getattr(spec, "_allow", None)
+        if al is None:
+            al = spec._allow = Allowlist(spec.allowlist)
+        if not al or ip is None:
+            return False
+        g = self.geo(ip)
+        return al.matches(ip, g["asn"], g["as_org"])
+
+
+@dataclass
+class DetectResult:
+    alerts: list
+    devices: list
+    out: Path
+    seconds: float
+    rules_run: list[str]
+    errors: list[str] = field(default_factory=list)
+
+
+def load_profile(baseline_dir: Path) -> dict:
+    p = Path(baseline_dir) / "profile.json"
+    if not p.exists():
+        raise InputError("no profile.json here: run `flowsiem profile` first (or pass its --out directory)",
+                         file=str(baseline_dir))
+    try:
+        prof = json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"profile.json is not valid JSON ({exc.msg}, line {exc.lineno})", file=str(p)) from None
+    if prof.get("schema_version") != 1:
+        raise InputError(f"profile schema version {prof.get('schema_version')} is not supported (expected 1)",
+                         file=str(p))
+    return prof
+
+
+def build_context(test, baseline_dir: Path, servers=None, options: DetectOptions | None = None) -> DetectContext:
+    import pandas as pd
+    import pyarrow as pa
+
+    from .engine import connect
+    from .enrich import GeoResolver
+    from .io import read_flows
+    from .profile import _report_read
+
+    opts = options or DetectOptions()
+    profile = load_profile(baseline_dir)
+    model = NetworkModel(networks=parse_cidrs(",".join(profile["internal_networks"])), inferred=False)
+    engine = connect(opts.engine)
+    with stage("reading the test day"):
+        read = read_flows(test, engine, fmt=opts.fmt, time_unit=opts.time_unit, date=opts.date)
+    _report_read(read)
+    raw = read.table
+    srv_read = None
+    if servers:
+        srv_read = read_flows(servers, engine, fmt=opts.fmt, time_unit=opts.time_unit, date=opts.date)
+        _report_read(srv_read)
+
+    # Addresses of the test day: classify with the baseline's networks; enrich only the new ones.
+    with stage("enriching addresses"):
+        ips = raw.select(ip=raw.src_ip).union(raw.select(ip=raw.dst_ip)).distinct().to_pandas().ip
+        if srv_read is not None:
+            st = srv_read.table
+            ips = pd.concat([ips, st.select(ip=st.src_ip).union(st.select(ip=st.dst_ip)).distinct().to_pandas().ip])
+        base_info = pd.read_parquet(Path(baseline_dir) / profile["baseline_tables"]["ip_info"]) \
+            if "ip_info" in profile.get("baseline_tables", {}) else pd.DataFrame(columns=["ip"])
+        new = sorted(set(ips) - set(base_info.ip))
+        geo = GeoResolver(opts.geoip_country, opts.geoip_asn)
+        new_info = geo.lookup(new).to_pandas() if new else pd.DataFrame(columns=["ip", "country", "asn", "as_org", "private"])
+        info_df = pd.concat([base_info.drop(columns=["internal"], errors="ignore"), new_info], ignore_index=True)
+        info_df = info_df.drop_duplicates("ip").set_index("ip")
+        info_df["internal"] = model.classify_ips(info_df.index.tolist())
+    ip_table = engine.from_arrow(pa.Table.from_pandas(
+        info_df.reset_index()[["ip", "internal"]], preserve_index=False))
+    flows = with_traffic_class(raw, ip_table)
+    flows = flows.mutate(hour=flows.ts.hour().cast("int8"))
+    servers_t = None
+    if srv_read is not None:
+        st = srv_read.table
+        servers_t = st.mutate(hour=st.ts.hour().cast("int8"))
+    ctx = DetectContext(engine, baseline_dir, profile, model, flows, info_df, servers_t)
+    ctx.read_info = {"test": read, "servers": srv_read}
+    return ctx
+
+
+def run_rules(ctx: DetectContext, specs: dict) -> tuple[list, list[str]]:
+    from .rules import REGISTRY, load_family_modules
+
+    load_family_modules()
+    alerts, ran = [], []
+    for rid, spec in specs.items():
+        if not spec.enabled:
+            continue
+        fn = REGISTRY.get(rid)
+        if fn is None:
+            raise UsageError(f"rule {rid} is in the rules file but has no implementation")
+        if spec.family == "external_abuse" and ctx.servers is None:
+            continue  # needs the servers file
+        with stage(f"rule {rid}"):
+            found = fn(ctx, spec) or []
+        found = [a for a in found if not ctx.allowed(spec, a.source_ip) and not ctx.allowed(spec, a.destination_ip)]
+        alerts.extend(found)
+        ran.append(rid)
+    alerts.sort(key=lambda a: (-a.risk_score, a.source_ip, a.rule.id))
+    return alerts, ran
+
+
+def attach_examples(ctx: DetectContext, alerts: list, n: int) -> None:
+    """A few flows behind each alert, fetched for all alerts in one query per source table."""
+    import ibis
+    import pandas as pd
+    import pyarrow as pa
+
+    if not alerts or n <= 0:
+        return
+    for kind, table in (("internal", ctx.flows), ("servers", ctx.servers)):
+        group = [a for a in alerts if (a.rule.family == "external_abuse") == (kind == "servers")]
+        if not group or table is None:
+            continue
+        keys = pd.DataFrame({"k_src": [a.source_ip for a in group],
+                             "k_dst": [a.destination_ip or "" for a in group],
+                             "k_port": [int(a.example_port) if a.example_port is not None else -1 for a in group]}
+                            ).drop_duplicates()
+        kt = ctx.engine.from_arrow(pa.Table.from_pandas(keys, preserve_index=False))
+        t = table.select("ts", "src_ip", "dst_ip", "proto", "port", "up_bytes", "down_bytes")
+        j = t.join(kt, (t.src_ip == kt.k_src)
+                   & ((kt.k_dst == "") | (t.dst_ip == kt.k_dst))
+                   & ((kt.k_port == -1) | (t.port == kt.k_port)))
+        # Largest uploads first: the flows an analyst wants to see.
+        j = j.mutate(rn=ibis.row_number().over(group_by=[j.k_src, j.k_dst, j.k_port],
+                                               order_by=[ibis.desc(j.up_bytes), j.ts]))
+        ex = j.filter(j.rn < n).to_pandas()
+        by_key = {}
+        for k, g in ex.groupby(["k_src", "k_dst", "k_port"]):
+            by_key[k] = [{"ts": r.ts.isoformat(), "src_ip": r.src_ip, "dst_ip": r.dst_ip, "proto": r.proto,
+                          "port": None if r.port != r.port else int(r.port),
+                          "up_bytes": None if r.up_bytes != r.up_bytes else int(r.up_bytes),
+                          "down_bytes": None if r.down_bytes != r.down_bytes else int(r.down_bytes)}
+                         for r in g.sort_values("ts").itertuples()]
+        for a in group:
+            a.examples = by_key.get((a.source_ip, a.destination_ip or "",
+                                     int(a.example_port) if a.example_port is not None else -1), [])
+            if a.timestamp is None and a.examples:
+                a.timestamp = pd.Timestamp(a.examples[0]["ts"])
+
+
+def detect(test, baseline_dir: Path, out: Path, servers=None, options: DetectOptions | None = None) -> DetectResult:
+    from .alerts import devices, write_devices_csv, write_jsonl
+    from .rules import load_rules
+
+    opts = options or DetectOptions()
+    t0 = time.perf_counter()
+    specs = load_rules(opts.rules_file, opts.disable)  # bad rules file: fail before reading data
+    ctx = build_context(test, baseline_dir, servers, opts)
+    alerts, ran = run_rules(ctx, specs)
+    with stage("collecting example flows"):
+        attach_examples(ctx, alerts, opts.examples)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_jsonl(alerts, out / "alerts.jsonl")
+    rows = devices(alerts)
+    write_devices_csv(rows, out / "devices.csv")
+    secs = time.perf_counter() - t0
+    info(f"{len(ran)} rules, {len(alerts)} alerts, {len(rows)} devices in {secs:.1f} s")
+    return DetectResult(alerts=alerts, devices=rows, out=out, seconds=secs, rules_run=ran)

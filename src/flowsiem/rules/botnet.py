@@ -1,0 +1,3 @@
+"""botnet rules (see rules.yaml)."""
+
+from __future__ import annotations

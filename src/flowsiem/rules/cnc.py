@@ -1,0 +1,3 @@
+"""cnc rules (see rules.yaml)."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""exfiltration rules (see rules.yaml)."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""external rules (see rules.yaml)."""
+
+from __future__ import annotations
