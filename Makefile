@@ -20,8 +20,11 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/flowsiem generate --scenario obvious --seed 7 --scale 0.25 --out $(DEMO)/days
-	$(BIN)/flowsiem profile $(DEMO)/days/data.parquet --servers $(DEMO)/days/servers.parquet --out $(DEMO)/profile
-	@echo "Outputs: $(DEMO)/days (generated days), $(DEMO)/profile (profile.json, baseline/*.parquet)"
+	$(BIN)/flowsiem run $(DEMO)/days/data.parquet $(DEMO)/days/test.parquet \
+		--servers $(DEMO)/days/servers.parquet --servers-baseline $(DEMO)/days/servers_data.parquet \
+		--out $(DEMO)/run
+	@echo "Outputs: $(DEMO)/days (generated days, truth.json), $(DEMO)/run/profile (profile.json, baseline/*.parquet),"
+	@echo "         $(DEMO)/run/alerts.jsonl, $(DEMO)/run/devices.csv"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

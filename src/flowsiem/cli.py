@@ -222,6 +222,34 @@ def rules_cmd(
     c.print(t)
 
 
+@app.command()
+def explain(
+    ip: str = typer.Argument(..., help="The device (internal host, or external client of the public servers)."),
+    test: str = typer.Argument(..., help="The day to look at."),
+    baseline: Path = typer.Option(..., "--baseline", "-b", help="The --out directory of `flowsiem profile`."),
+    servers: Optional[str] = typer.Option(None, "--servers", help="The same day's public-server client flows."),
+    rules: Optional[Path] = RulesOpt,
+    disable: Optional[list[str]] = DisableOpt,
+    fmt: str = FormatOpt,
+    time_unit: str = TimeUnitOpt,
+    date: Optional[str] = DateOpt,
+    engine: str = EngineOpt,
+    quiet: bool = QuietOpt,
+):
+    """Everything about one device: its baseline vs today (volumes, peers, resolvers, hours) and its alerts."""
+    _setup(quiet)
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(ip)
+    except ValueError:
+        raise UsageError(f"'{ip}' is not an IP address") from None
+    from .explain import explain as run_explain
+
+    run_explain(ip, test, baseline, servers=servers,
+                options=_detect_options(fmt, time_unit, date, engine, rules, disable, None, None))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning user-fixable errors into one line and exit status 2."""
     try:
