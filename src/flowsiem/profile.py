@@ -455,7 +455,6 @@ def _destinations_table(edges, geo):
 
 def _profile_servers(servers, engine, model, geo, opts: ProfileOptions, bucket_s: int):
     """The population of external clients of the public servers (the servers file)."""
-    import pyarrow as pa
 
     from .io import read_flows
 
@@ -516,7 +515,6 @@ def _profile_servers(servers, engine, model, geo, opts: ProfileOptions, bucket_s
                                      "country", "as_org"]),
         },
     }
-    _ = pa  # pyarrow is imported by the engine path; kept explicit for readers of this function
     return section, clients.sort_values("flows", ascending=False).reset_index(drop=True)
 
 

@@ -1,3 +1,487 @@
-"""cnc rules (see rules.yaml)."""
+"""cnc rules: command and control over DNS, seen in flow records only (no query names).
+
+Flows do not carry DNS names, so the classic name-based detections (RITA's unique subdomains,
+DGA scores) are out of reach. What flows do show, and what these rules learn from the baseline:
+
+  * which resolvers each host, and the network as a whole, normally uses: the company's DNS
+    servers (internal servers offering port 53) and any resolver many hosts share;
+  * which hosts are resolvers themselves (internal DNS servers, or hosts that on the baseline
+    day queried many distinct addresses on port 53: forwarders and recursors) -- exempt;
+  * each host's hours of activity and its usual share of DNS in its traffic;
+  * the network's usual DNS query size (bytes sent per DNS flow).
+
+Rules
+  cnc.new_resolver    DNS to a resolver neither the host nor the network used on the baseline
+                      day, kept up over several hours (external, or a regular rhythm)
+  cnc.periodic_dns    a DNS conversation with a RITA-style beacon rhythm, new for the host and
+                      more regular than the network's other DNS conversations today
+  cnc.dns_silent_hours  DNS, and nothing else, at hours the host was silent on the baseline day
+
+DNS tunnelling (exfiltration) also makes a lot of DNS; it is told apart by volume: a tunnel
+sends clearly longer queries AND multiplies the host's DNS upload, while C&C polling is a low-rate
+rhythm of ordinary-sized queries. A host whose candidate DNS looks like a tunnel on both counts
+is left to the exfiltration rules (thresholds `tunnel_query_ratio`, `tunnel_volume_ratio`).
+"""
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..alerts import Alert, Evidence
+from ..network import INTERNAL_EXTERNAL, INTERNAL_INTERNAL
+from . import rule
+from .stats import beacon_score, beacon_stats, upper_fence
+
+DNS_PORT = 53  # a protocol fact: DNS is port 53 (UDP and TCP)
+_FROM_INTERNAL = (INTERNAL_INTERNAL, INTERNAL_EXTERNAL)
+
+
+# --- what the baseline says about DNS ----------------------------------------------------------
+
+@dataclass
+class DnsBaseline:
+    dns_servers: set              # internal servers offering port 53
+    resolver_hosts: set           # hosts exempt: DNS servers and forwarders learned from the baseline
+    established: set              # resolvers the network uses (DNS servers + shared by several hosts)
+    host_resolvers: dict          # host -> set of resolvers it used on the baseline day
+    pair_flows: dict              # (host, resolver) -> baseline DNS flows
+    host_dns_flows: dict          # host -> baseline DNS flows
+    host_dns_up: dict             # host -> baseline DNS bytes sent
+    host_flows: dict              # host -> baseline flows of any kind
+    resolver_users: dict          # resolver -> number of client hosts using it on the baseline day
+    query_bytes: float            # the network's typical DNS query size (bytes sent per flow)
+    dns_share: float              # the network's share of DNS in its hosts' flows
+    host_dns_up_median: float     # the median client's DNS bytes sent on the baseline day
+    clients: int                  # hosts that used DNS on the baseline day
+    forwarder_threshold: float = 0.0
+    notes: list = field(default_factory=list)
+
+
+def _cache(ctx) -> dict:
+    c = getattr(ctx, "_cnc_cache", None)
+    if c is None:
+        c = {}
+        ctx._cnc_cache = c
+    return c
+
+
+def dns_baseline(ctx, spec) -> DnsBaseline:
+    """Learn the DNS habits of the network from the baseline tables (small, pandas)."""
+    key = ("baseline", spec.t("forwarder_min_destinations"), spec.t("forwarder_z"),
+           spec.t("established_min_hosts"), spec.t("established_min_share"))
+    cache = _cache(ctx)
+    if key in cache:
+        return cache[key]
+    import pandas as pd
+
+    edges = ctx.base_df("edges")
+    if edges is None:
+        edges = pd.DataFrame(columns=["src_ip", "dst_ip", "proto", "port", "traffic_class", "flows", "up_bytes"])
+    dns = edges[(edges.port == DNS_PORT) & edges.traffic_class.isin(_FROM_INTERNAL)]
+    dns = dns[_mask(dns, [ctx.model.is_unicast_host(ip) for ip in dns.dst_ip])]
+    dns_servers = {ip for ip, _proto, port in ctx.server_services if port == DNS_PORT}
+
+    # Forwarders / recursors: a host querying many distinct addresses on port 53 is a resolver.
+    per_host_dst = dns.groupby("src_ip").dst_ip.nunique() if len(dns) else pd.Series(dtype=float)
+    fence = upper_fence(per_host_dst.values, spec.t("forwarder_z")) if len(per_host_dst) else math.inf
+    fwd_thr = max(float(spec.t("forwarder_min_destinations")), fence)
+    forwarders = set(per_host_dst[per_host_dst >= fwd_thr].index)
+    resolver_hosts = dns_servers | forwarders
+
+    clients = dns[~dns.src_ip.isin(resolver_hosts)]
+    users = clients.groupby("dst_ip").src_ip.nunique() if len(clients) else pd.Series(dtype=float)
+    n_clients = int(clients.src_ip.nunique()) if len(clients) else 0
+    need = max(float(spec.t("established_min_hosts")), spec.t("established_min_share") * n_clients)
+    established = dns_servers | set(users[users >= need].index)
+
+    per_edge = clients.up_bytes / clients.flows.clip(lower=1)
+    query_bytes = float(per_edge.median()) if len(per_edge) else float("nan")
+    hd = clients.groupby("src_ip").agg(flows=("flows", "sum"), up=("up_bytes", "sum"))
+    hh = ctx.base_df("host_hours")
+    host_flows = hh.groupby("src_ip").flows.sum().to_dict() if hh is not None and len(hh) else {}
+    tot = sum(host_flows.get(h, 0) for h in hd.index)
+    b = DnsBaseline(
+        dns_servers=dns_servers,
+        resolver_hosts=resolver_hosts,
+        established=established,
+        host_resolvers={h: set(g) for h, g in clients.groupby("src_ip").dst_ip} if len(clients) else {},
+        pair_flows={(s, d): int(f) for s, d, f in zip(clients.src_ip, clients.dst_ip, clients.flows)},
+        host_dns_flows={h: int(v) for h, v in hd.flows.items()},
+        host_dns_up={h: float(v) for h, v in hd.up.items()},
+        host_flows=host_flows,
+        resolver_users={d: int(n) for d, n in users.items()},
+        query_bytes=query_bytes,
+        dns_share=float(hd.flows.sum() / tot) if tot else float("nan"),
+        host_dns_up_median=float(hd.up.median()) if len(hd) else float("nan"),
+        clients=n_clients,
+        forwarder_threshold=fwd_thr,
+    )
+    cache[key] = b
+    return b
+
+
+def dns_today(ctx):
+    """Test-day DNS conversations of internal hosts: per (src, dst), in the engine, then pandas."""
+    cache = _cache(ctx)
+    if "today" not in cache:
+        e = ctx.edges
+        t = e.filter((e.port == DNS_PORT) & e.traffic_class.isin(list(_FROM_INTERNAL)))
+        t = t.group_by("src_ip", "dst_ip").aggregate(
+            flows=t.flows.sum(), up_bytes=t.up_bytes.sum(), down_bytes=t.down_bytes.sum(),
+            first_ts=t.first_ts.min(), last_ts=t.last_ts.max(), hours=t.hours.max(),
+        )
+        df = t.to_pandas()
+        df = df[_mask(df, [ctx.model.is_unicast_host(ip) for ip in df.dst_ip])].reset_index(drop=True)
+        cache["today"] = df
+    return cache["today"]
+
+
+def _mask(df, values):
+    """A boolean row mask from a Python list (safe on empty frames)."""
+    import numpy as np
+
+    return np.asarray(values, dtype=bool).reshape(len(df))
+
+
+def _dns_flows(ctx):
+    f = ctx.flows
+    return f.filter((f.port == DNS_PORT) & f.src_internal)
+
+
+def _pairs_table(ctx, df):
+    import pyarrow as pa
+
+    return ctx.engine.from_arrow(pa.Table.from_pandas(df[["src_ip", "dst_ip"]].drop_duplicates(),
+                                                      preserve_index=False))
+
+
+def _beacons(ctx, flows, pairs_df, spec) -> dict:
+    """(src, dst) -> beacon_score dict (+ median gap), for the given pairs, computed in the engine."""
+    if pairs_df is None or len(pairs_df) == 0:
+        return {}
+    st = beacon_stats(flows, _pairs_table(ctx, pairs_df), ctx.engine)
+    day = ctx.span[2]
+    out = {}
+    for row in st.itertuples(index=False):
+        if row.n < 3:
+            continue
+        b = beacon_score(row, day)
+        b["gap_median_s"] = float(row.gap_med) if row.gap_med == row.gap_med else None
+        b["events"] = int(row.n)
+        out[(row.src_ip, row.dst_ip)] = b
+    return out
+
+
+def _tunnel_like(b: DnsBaseline, host: str, query_bytes: float, host_up_today: float, spec) -> tuple[bool, float, float]:
+    """Volume, not rhythm: longer queries than the network's AND a multiplied DNS upload."""
+    q_ratio = query_bytes / b.query_bytes if b.query_bytes and b.query_bytes == b.query_bytes else 0.0
+    base_up = b.host_dns_up.get(host) or b.host_dns_up_median or 0.0
+    v_ratio = host_up_today / base_up if base_up else math.inf
+    return (q_ratio >= spec.t("tunnel_query_ratio") and v_ratio >= spec.t("tunnel_volume_ratio")), q_ratio, v_ratio
+
+
+# --- formatting ----------------------------------------------------------------------------------
+
+def _fmt_bytes(n) -> str:
+    n = float(n or 0)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return f"{n}"
+
+
+def _where(ctx, ip) -> str:
+    g = ctx.geo(ip)
+    bits = [str(x) for x in (g.get("as_org"), g.get("country")) if x and x == x and x != "private"]
+    if ip in ctx.ip_info.index and bool(ctx.ip_info.loc[ip].internal):
+        bits = ["internal"]
+    return f" ({', '.join(bits)})" if bits else ""
+
+
+def _fmt_gap(s) -> str:
+    if s is None or s != s:
+        return "?"
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h"
+
+
+def _hours_text(hours) -> str:
+    hs = sorted(int(h) for h in hours)
+    if not hs:
+        return "none"
+    runs, start, prev = [], hs[0], hs[0]
+    for h in hs[1:]:
+        if h != prev + 1:
+            runs.append((start, prev))
+            start = h
+        prev = h
+    runs.append((start, prev))
+    return ", ".join(f"{a:02d}h" if a == b else f"{a:02d}-{b:02d}h" for a, b in runs)
+
+
+def _ts(v):
+    import pandas as pd
+
+    return None if v is None or v != v else pd.Timestamp(v)
+
+
+# --- cnc.new_resolver -------------------------------------------------------------------------------
+
+@rule("cnc.new_resolver")
+def new_resolver(ctx, spec) -> list[Alert]:
+    b = dns_baseline(ctx, spec)
+    today = dns_today(ctx)
+    if len(today) == 0:
+        return []
+    host_up_today = today.groupby("src_ip").up_bytes.sum().to_dict()
+    users_today = today.groupby("dst_ip").src_ip.nunique().to_dict()
+    active_clients = max(int(today[~today.src_ip.isin(b.resolver_hosts)].src_ip.nunique()), 1)
+
+    c = today[~today.src_ip.isin(b.resolver_hosts) & ~today.dst_ip.isin(b.established)
+              & (today.src_ip != today.dst_ip)]
+    c = c[_mask(c, [d not in b.host_resolvers.get(s, ()) for s, d in zip(c.src_ip, c.dst_ip)])]
+    c = c[(c.flows >= spec.t("min_flows")) & (c.hours >= spec.t("min_hours"))]
+    # A resolver most of the network switched to today is a change of configuration, not C&C.
+    c = c[_mask(c, [users_today.get(d, 0) < spec.t("network_change_share") * active_clients for d in c.dst_ip])]
+    if len(c) == 0:
+        return []
+    beacons = _beacons(ctx, _dns_flows(ctx), c, spec)
+
+    found: dict[str, list] = {}
+    for r in c.itertuples(index=False):
+        internal = bool(ctx.ip_info.loc[r.dst_ip].internal) if r.dst_ip in ctx.ip_info.index else False
+        bs = beacons.get((r.src_ip, r.dst_ip), {"score": 0.0, "timing": 0.0, "gap_median_s": None})
+        periodic = bs["score"] >= spec.t("beacon_score")
+        if internal and not periodic:
+            continue  # an internal address answering on 53 is only suspicious with a C&C rhythm
+        qbytes = r.up_bytes / max(r.flows, 1)
+        tunnel, q_ratio, v_ratio = _tunnel_like(b, r.src_ip, qbytes, host_up_today.get(r.src_ip, 0.0), spec)
+        if tunnel:
+            continue  # volume: DNS tunnelling, the exfiltration rules' business
+        persistence = min(1.0, r.hours / 12.0)
+        score = 0.35 * (0.0 if internal else 1.0) + 0.4 * bs["score"] + 0.25 * persistence
+        found.setdefault(r.src_ip, []).append((score, r, bs, internal, q_ratio))
+
+    alerts = []
+    for src, items in found.items():
+        items.sort(key=lambda x: -x[0])
+        score, r, bs, internal, q_ratio = items[0]
+        own = sorted(b.host_resolvers.get(src, ()))
+        known = sorted(b.established)
+        rhythm = (f"; regular, every ~{_fmt_gap(bs['gap_median_s'])} (beacon score {bs['score']:.2f})"
+                  if bs["score"] >= spec.t("beacon_score") else "")
+        msg = (f"sent {int(r.flows):,} DNS queries over {int(r.hours)} h to {r.dst_ip}{_where(ctx, r.dst_ip)}, "
+               f"a resolver no host used on the baseline day (its usual: {', '.join(own) or 'none, new host'}; "
+               f"the network's: {', '.join(known[:4]) or 'none'}){rhythm}")
+        if len(items) > 1:
+            msg += f"; {len(items) - 1} more new resolver(s)"
+        ev = [
+            Evidence("DNS resolvers used", "addresses", observed=[x[1].dst_ip for x in items],
+                     baseline=own, reference=known),
+            Evidence(f"DNS flows to {r.dst_ip}", "flows", observed=int(r.flows), baseline=0,
+                     reference=b.resolver_users.get(r.dst_ip, 0), threshold=spec.t("min_flows")),
+            Evidence("hours with DNS to the new resolver", "hours", observed=int(r.hours), baseline=0,
+                     threshold=spec.t("min_hours")),
+            Evidence("beacon score of the conversation", "score", observed=round(bs["score"], 3),
+                     threshold=spec.t("beacon_score")),
+            Evidence("bytes sent per DNS query", "bytes", observed=round(r.up_bytes / max(r.flows, 1), 1),
+                     reference=round(b.query_bytes, 1),
+                     threshold=round(spec.t("tunnel_query_ratio") * b.query_bytes, 1)),
+        ]
+        alerts.append(Alert(
+            rule=spec, source_ip=src, destination_ip=r.dst_ip, message=msg, evidence=ev, score=score,
+            timestamp=_ts(r.first_ts), related=[x[1].dst_ip for x in items[1:]], example_port=DNS_PORT,
+            details={"beacon": {k: v for k, v in bs.items() if k != "hist"}, "external": not internal,
+                     "resolver_users_today": users_today.get(r.dst_ip, 0), "query_size_ratio": round(q_ratio, 2)},
+        ))
+    return alerts
+
+
+# --- cnc.periodic_dns -------------------------------------------------------------------------------
+
+@rule("cnc.periodic_dns")
+def periodic_dns(ctx, spec) -> list[Alert]:
+    b = dns_baseline(ctx, spec)
+    today = dns_today(ctx)
+    if len(today) == 0:
+        return []
+    host_up_today = today.groupby("src_ip").up_bytes.sum().to_dict()
+    pop = today[~today.src_ip.isin(b.resolver_hosts) & (today.flows >= spec.t("min_events"))
+                & (today.hours >= spec.t("min_hours"))]
+    if len(pop) == 0:
+        return []
+    # Beacon statistics of every sizeable DNS conversation: the peers the candidates are judged against.
+    beacons = _beacons(ctx, _dns_flows(ctx), pop, spec)
+    timings = [v["timing"] for v in beacons.values()]
+    fence = upper_fence(timings, spec.t("peer_z"), log=False) if len(timings) >= 5 else 0.0
+    timing_thr = min(max(spec.t("min_timing"), fence), 1.0)
+
+    alerts = []
+    for r in pop.itertuples(index=False):
+        bs = beacons.get((r.src_ip, r.dst_ip))
+        if bs is None:
+            continue
+        base_pair = b.pair_flows.get((r.src_ip, r.dst_ip), 0)
+        if r.flows < spec.t("new_ratio") * base_pair:
+            continue  # the host's usual conversation with its resolver at its usual rate
+        if bs["score"] < spec.t("beacon_score") or bs["timing"] < timing_thr:
+            continue
+        tunnel, q_ratio, v_ratio = _tunnel_like(b, r.src_ip, r.up_bytes / max(r.flows, 1),
+                                                host_up_today.get(r.src_ip, 0.0), spec)
+        if tunnel:
+            continue
+        score = min(1.0, (bs["score"] - spec.t("beacon_score")) / max(1e-9, 1 - spec.t("beacon_score")))
+        new = base_pair == 0
+        msg = (f"queried {r.dst_ip}{_where(ctx, r.dst_ip)} on port 53 {int(r.flows):,} times over {int(r.hours)} h "
+               f"at a regular rhythm (every ~{_fmt_gap(bs['gap_median_s'])}, beacon score {bs['score']:.2f}, "
+               f"timing {bs['timing']:.2f} vs the network's DNS conversations' fence {timing_thr:.2f}); "
+               + ("a conversation absent from its baseline day" if new
+                  else f"baseline day: {base_pair:,} flows"))
+        ev = [
+            Evidence("beacon score of the DNS conversation", "score", observed=round(bs["score"], 3),
+                     threshold=spec.t("beacon_score")),
+            Evidence("timing regularity (RITA)", "score", observed=round(bs["timing"], 3),
+                     reference=round(fence, 3) if fence == fence else None, threshold=round(timing_thr, 3)),
+            Evidence("median gap between DNS flows", "seconds",
+                     observed=round(bs["gap_median_s"], 1) if bs["gap_median_s"] is not None else None),
+            Evidence(f"DNS flows to {r.dst_ip}", "flows", observed=int(r.flows), baseline=int(base_pair),
+                     threshold=spec.t("min_events")),
+            Evidence("hours with DNS to it", "hours", observed=int(r.hours), threshold=spec.t("min_hours")),
+        ]
+        alerts.append(Alert(
+            rule=spec, source_ip=r.src_ip, destination_ip=r.dst_ip, message=msg, evidence=ev, score=score,
+            timestamp=_ts(r.first_ts), example_port=DNS_PORT,
+            details={"beacon": {k: v for k, v in bs.items() if k != "hist"}, "query_size_ratio": round(q_ratio, 2),
+                     "dns_upload_ratio": round(v_ratio, 2) if v_ratio != math.inf else None},
+        ))
+    return alerts
+
+
+# --- cnc.dns_silent_hours -------------------------------------------------------------------------------
+
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p): how surprising k DNS flows out of n are for a host whose
+    DNS share is p."""
+    if k <= 0:
+        return 1.0
+    if n <= 0 or k > n:
+        return 0.0
+    p = min(max(p, 1e-9), 1 - 1e-9)
+    lp, lq = math.log(p), math.log(1 - p)
+    terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq
+             for i in range(k, n + 1)]
+    m = max(terms)
+    return min(1.0, math.exp(m) * sum(math.exp(t - m) for t in terms))
+
+
+@rule("cnc.dns_silent_hours")
+def dns_silent_hours(ctx, spec) -> list[Alert]:
+    import pandas as pd
+    import pyarrow as pa
+
+    b = dns_baseline(ctx, spec)
+    hh = ctx.base_df("host_hours")
+    if hh is None or len(hh) == 0:
+        return []
+    margin = int(spec.t("margin_hours"))
+    # The host's usual hours: active on the baseline day, widened by the margin (start/end vary
+    # from day to day). Everything else is silence.
+    active = hh[hh.flows > 0].groupby("src_ip").hour.apply(lambda s: sorted(set(int(h) for h in s)))
+    usual_rows, usual = [], {}
+    for host, hours in active.items():
+        u = {(h + d) % 24 for h in hours for d in range(-margin, margin + 1)}
+        usual[host] = u
+        usual_rows.extend((host, h) for h in u)
+    known = pd.DataFrame({"src_ip": list(active.index)})
+    usual_df = pd.DataFrame(usual_rows, columns=["src_ip", "hour"]).astype({"hour": "int8"})
+    quiet = [int(h) for h in (ctx.profile.get("hours") or {}).get("quiet_hours", [])]
+
+    e = ctx.edge_hours
+    e = e.filter(e.traffic_class.isin(list(_FROM_INTERNAL)))
+    is_dns = e.port == DNS_PORT
+    cells = e.group_by("src_ip", "hour").aggregate(
+        flows=e.flows.sum(),
+        dns_flows=is_dns.ifelse(e.flows, 0).sum(),
+        dns_up=is_dns.ifelse(e.up_bytes, 0).sum(),
+    )
+    usual_t = ctx.engine.from_arrow(pa.Table.from_pandas(usual_df, preserve_index=False))
+    known_t = ctx.engine.from_arrow(pa.Table.from_pandas(known, preserve_index=False))
+    old = cells.semi_join(known_t, "src_ip").anti_join(usual_t, ["src_ip", "hour"])
+    new = cells.anti_join(known_t, "src_ip")
+    silent = old.union(new.filter(new.hour.isin(quiet))) if quiet else old
+    silent = silent.filter(silent.dns_flows > 0).to_pandas()
+    if len(silent) == 0:
+        return []
+
+    per = silent.groupby("src_ip").agg(d=("dns_flows", "sum"), n=("flows", "sum"), dns_up=("dns_up", "sum"),
+                                       cells=("hour", "nunique"))
+    per = per[(per.d >= spec.t("min_flows")) & ~per.index.isin(b.resolver_hosts)]
+    if len(per) == 0:
+        return []
+    cand = []
+    for host, r in per.iterrows():
+        base_known = host in usual
+        p = (b.host_dns_flows.get(host, 0) / b.host_flows[host]) if base_known and b.host_flows.get(host) else b.dns_share
+        p = min(max(p if p == p else 0.5, spec.t("min_dns_share")), 0.99)
+        pval = binomial_tail(int(r.d), int(r.n), p)
+        if pval > spec.t("alpha"):
+            continue
+        cand.append((host, r, p, pval, base_known))
+    if not cand:
+        return []
+
+    # Rhythm of the silent-hour DNS, per (host, resolver), in the engine.
+    cand_cells = silent[silent.src_ip.isin([c[0] for c in cand])][["src_ip", "hour"]].astype({"hour": "int8"})
+    cells_t = ctx.engine.from_arrow(pa.Table.from_pandas(cand_cells, preserve_index=False))
+    f = _dns_flows(ctx)
+    f = f.filter(f.traffic_class.isin(list(_FROM_INTERNAL))).semi_join(cells_t, ["src_ip", "hour"])
+    per_pair = f.group_by("src_ip", "dst_ip").aggregate(n=f.count(), first_ts=f.ts.min(), last_ts=f.ts.max()).to_pandas()
+    beacons = _beacons(ctx, f, per_pair, spec)
+    today = dns_today(ctx)
+    host_up_today = today.groupby("src_ip").up_bytes.sum().to_dict()
+
+    alerts = []
+    for host, r, p, pval, base_known in cand:
+        pairs = per_pair[per_pair.src_ip == host].sort_values("n", ascending=False)
+        if len(pairs) == 0:
+            continue
+        top = pairs.iloc[0]
+        tunnel, q_ratio, v_ratio = _tunnel_like(b, host, r.dns_up / max(r.d, 1), host_up_today.get(host, 0.0), spec)
+        if tunnel:
+            continue
+        bs = beacons.get((host, top.dst_ip), {"score": 0.0, "timing": 0.0, "gap_median_s": None})
+        hours = sorted(silent[silent.src_ip == host].hour.astype(int).unique())
+        usual_h = sorted(set(active.get(host, []))) if base_known else []
+        surprise = min(1.0, -math.log10(max(pval, 1e-300)) / 12.0)
+        score = 0.5 * surprise + 0.5 * bs["timing"]
+        rhythm = (f", regular every ~{_fmt_gap(bs['gap_median_s'])} (timing {bs['timing']:.2f})"
+                  if bs["timing"] >= spec.t("regular_timing") else "")
+        when = (f"active {_hours_text(usual_h)} on the baseline day" if base_known
+                else f"a new host; the network is quiet {_hours_text(quiet)}")
+        msg = (f"sent {int(r.d):,} DNS queries to {top.dst_ip}{_where(ctx, top.dst_ip)} at {_hours_text(hours)}, "
+               f"hours it is normally silent ({when}), with {int(r.n - r.d):,} other flows then "
+               f"(DNS share {r.d / r.n:.0%} vs {p:.0%} of its usual traffic){rhythm}")
+        ev = [
+            Evidence("DNS flows in the host's silent hours", "flows", observed=int(r.d), baseline=0,
+                     threshold=spec.t("min_flows")),
+            Evidence("DNS share of its traffic in those hours", "share", observed=round(r.d / r.n, 3),
+                     baseline=round(p, 3)),
+            Evidence("chance of that many DNS flows among them at its usual DNS share", "probability",
+                     observed=float(f"{pval:.3g}"), threshold=spec.t("alpha")),
+            Evidence("hours with DNS outside its usual hours", "hours", observed=hours, baseline=usual_h,
+                     reference=quiet if not base_known else None),
+            Evidence("timing regularity of that DNS (RITA)", "score", observed=round(bs["timing"], 3),
+                     threshold=spec.t("regular_timing")),
+            Evidence("bytes sent per DNS query", "bytes", observed=round(r.dns_up / max(r.d, 1), 1),
+                     reference=round(b.query_bytes, 1)),
+        ]
+        alerts.append(Alert(
+            rule=spec, source_ip=host, destination_ip=top.dst_ip, message=msg, evidence=ev, score=score,
+            timestamp=_ts(top.first_ts), related=list(pairs.dst_ip.iloc[1:]), example_port=DNS_PORT,
+            details={"beacon": {k: v for k, v in bs.items() if k != "hist"}, "p_value": pval,
+                     "query_size_ratio": round(q_ratio, 2),
+                     "dns_upload_ratio": round(v_ratio, 2) if v_ratio != math.inf else None},
+        ))
+    return alerts
+

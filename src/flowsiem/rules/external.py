@@ -1,3 +1,546 @@
-"""external rules (see rules.yaml)."""
+"""external_abuse rules: external clients of the public servers that are outliers of the client
+population by their number of requests, the hours they keep, the size of what they fetch, or
+their origin (see the external_abuse section of rules.yaml for every threshold and its reason).
+
+All four rules share one per-client feature table, built once per detect run and cached on the
+DetectContext: one aggregation of the servers flows in the engine (plus, without a baseline, a
+24-row aggregation to learn the quiet hours). Each rule then combines its cues in pandas on that
+table (one row per client) and explains what it found.
+
+Reference population ("the clients"):
+  * with a clean servers day in the profile (`flowsiem profile --servers`): the baseline clients
+    table (flows, bytes served, bytes per flow and quiet-hour share of every client, countries
+    and AS organisations), the profile's learned quiet hours, and each client's own baseline row
+    when it was there (a client is compared with the population AND with itself: a crawler that
+    is busy around the clock every day is not news);
+  * without it: today's clients themselves. Medians, MADs and quantiles hardly move when a few
+    clients misbehave, and the quiet hours are learned from per-client normalised hour shares
+    (each client weighs one, however many flows it sends), so one flood cannot make the night
+    look busy.
+
+Volumes are compared on a log scale (robust z = (log x - median) / (1.4826 MAD)): client volumes
+are log-normal-ish, a few heavy clients are normal, and only z-scores far in the tail count.
+"""
 
 from __future__ import annotations
+
+import math
+
+from ..alerts import Alert, Evidence
+from . import rule
+from .stats import MAD_TO_SIGMA
+
+DAY_HOURS = 24
+
+
+# --- shared features ----------------------------------------------------------------------------
+
+def _quiet_hours_today(t, share: float) -> list[int]:
+    """Quiet hours learned from today's clients: hours whose summed per-client share of activity
+    is below `share` x that of the busiest hour (each client counts once, whatever its volume)."""
+    ch = t.group_by(ip=t.src_ip, hour=t.hour).aggregate(n=t.count())
+    ch = ch.mutate(w=ch.n.cast("float64") / ch.n.sum().over(group_by=ch.ip).cast("float64"))
+    byh = ch.group_by("hour").aggregate(w=ch.w.sum()).to_pandas()
+    w = {int(h): float(v) for h, v in zip(byh.hour, byh.w)}
+    top = max(w.values(), default=0.0)
+    if top <= 0:
+        return []
+    return [h for h in range(DAY_HOURS) if w.get(h, 0.0) < share * top]
+
+
+def _log(x):
+    import numpy as np
+
+    return np.log(np.maximum(np.asarray(x, dtype=float), 1.0))
+
+
+def _robust(values, floor: float) -> tuple[float, float]:
+    """(median, 1.4826 x MAD) of log values, the scale never below `floor`."""
+    import numpy as np
+
+    v = _log(values)
+    if not v.size:
+        return float("nan"), floor
+    med = float(np.median(v))
+    return med, max(MAD_TO_SIGMA * float(np.median(np.abs(v - med))), floor)
+
+
+def _wilson_lower(k, n, z: float):
+    """Lower confidence bound of a proportion k/n (Wilson score interval): a share measured on a
+    handful of flows is not evidence."""
+    import numpy as np
+
+    k = np.asarray(k, dtype=float)
+    n = np.maximum(np.asarray(n, dtype=float), 1.0)
+    p = k / n
+    den = 1 + z * z / n
+    centre = p + z * z / (2 * n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return np.clip((centre - half) / den, 0.0, 1.0)
+
+
+class ClientFeatures:
+    """Per-client features of the test day, the reference population and its statistics."""
+
+    def __init__(self, df, ref, quiet_hours: list[int], mode: str):
+        self.df = df                    # pandas, one row per external client (index: ip)
+        self.ref = ref                  # pandas, the reference population (one row per client)
+        self.quiet_hours = quiet_hours
+        self.mode = mode                # "baseline" (clean servers day) or "today"
+        self._stats: dict = {}
+
+    @property
+    def n_ref(self) -> int:
+        return len(self.ref)
+
+    def stat(self, name: str, fn):
+        if name not in self._stats:
+            self._stats[name] = fn()
+        return self._stats[name]
+
+
+def client_features(ctx, quiet_hour_share: float) -> ClientFeatures | None:
+    """The shared per-client feature table (cached on ctx per quiet_hour_share)."""
+    cache = ctx.__dict__.setdefault("_external_features", {})
+    if quiet_hour_share not in cache:
+        cache[quiet_hour_share] = _build_features(ctx, quiet_hour_share)
+    return cache[quiet_hour_share]
+
+
+def _build_features(ctx, quiet_hour_share: float) -> ClientFeatures | None:
+    import numpy as np
+    import pandas as pd
+
+    t = ctx.servers
+    if t is None:
+        return None
+    base = ctx.base_df("clients")
+    ps = (ctx.profile.get("public_servers") or {}).get("clients") or {}
+    if base is not None and len(base) and "quiet_hours" in ps:
+        quiet, mode = sorted(int(h) for h in ps["quiet_hours"]), "baseline"
+    else:
+        base, mode = None, "today"
+        quiet = _quiet_hours_today(t, quiet_hour_share)
+
+    in_quiet = t.hour.isin(quiet) if quiet else t.hour < 0
+    df = t.group_by(ip=t.src_ip).aggregate(
+        flows=t.count(),
+        up_bytes=t.up_bytes.sum().fill_null(0),
+        down_bytes=t.down_bytes.sum().fill_null(0),
+        quiet_flows=in_quiet.ifelse(1, 0).sum(),
+        servers=t.dst_ip.nunique(),
+        active_hours=t.hour.nunique(),
+        first_ts=t.ts.min(),
+        last_ts=t.ts.max(),
+    ).to_pandas()
+    if df.empty:
+        return None
+    info = ctx.ip_info.reindex(df.ip)
+    df["internal"] = info["internal"].fillna(False).astype(bool).to_numpy()
+    df["country"] = info["country"].to_numpy()
+    df["as_org"] = info["as_org"].to_numpy()
+    df = df[~df.internal].drop(columns="internal").set_index("ip")
+    for c in ("flows", "up_bytes", "down_bytes", "quiet_flows"):
+        df[c] = df[c].astype("float64")
+    df["quiet_share"] = df.quiet_flows / df.flows
+    df["bytes_per_flow"] = df.down_bytes / df.flows
+
+    if base is not None:
+        ref = base[~base["internal"].fillna(False).astype(bool)].copy() if "internal" in base else base.copy()
+        ref = ref.set_index("ip")
+        for c in ("flows", "down_bytes", "up_bytes", "quiet_hour_flows"):
+            if c in ref:
+                ref[c] = ref[c].fillna(0).astype("float64")
+        ref["quiet_share"] = ref.quiet_hour_flows / ref.flows.clip(lower=1)
+        ref["bytes_per_flow"] = ref.down_bytes / ref.flows.clip(lower=1)
+        own = ref.reindex(df.index)
+        df["own_flows"] = own.flows
+        df["own_down_bytes"] = own.down_bytes
+        df["own_quiet_share"] = own.quiet_share
+        df["own_quiet_flows"] = own.quiet_hour_flows
+        df["own_bytes_per_flow"] = own.bytes_per_flow
+    else:
+        ref = df[["flows", "down_bytes", "quiet_share", "bytes_per_flow", "country", "as_org"]].copy()
+        for c in ("own_flows", "own_down_bytes", "own_quiet_share", "own_quiet_flows", "own_bytes_per_flow"):
+            df[c] = np.nan
+    df["known"] = df.own_flows.notna()
+    # Origin prevalence: the share of the reference clients from the same country / AS organisation.
+    for col in ("country", "as_org"):
+        shares = ref[col].fillna("unknown").value_counts(normalize=True)
+        df[f"{col}_share"] = df[col].fillna("unknown").map(shares).fillna(0.0).astype(float)
+        df.loc[df[col].isna() | df[col].isin(["unknown", "private"]), f"{col}_share"] = np.nan
+    df.attrs["mode"] = mode
+    _ = pd
+    return ClientFeatures(df, ref, quiet, mode)
+
+
+# --- cues -------------------------------------------------------------------------------------
+
+def _volume(fx: ClientFeatures, spec):
+    """Robust z of log flows and log bytes served against the reference clients, and the
+    reference's median / 99th percentile (in flows and bytes) for the evidence."""
+    import numpy as np
+
+    floor = float(spec.t("min_log_spread"))
+
+    def calc():
+        ref = fx.ref
+        fm, fs = _robust(ref.flows, floor)
+        bm, bs = _robust(ref.down_bytes, floor)
+        return {"f_med": fm, "f_sig": fs, "b_med": bm, "b_sig": bs,
+                "flows_median": float(np.median(ref.flows)), "flows_p99": float(np.quantile(ref.flows, 0.99)),
+                "bytes_median": float(np.median(ref.down_bytes)),
+                "bytes_p99": float(np.quantile(ref.down_bytes, 0.99))}
+    v = fx.stat(("volume", floor), calc)
+    df = fx.df
+    zf = (_log(df.flows) - v["f_med"]) / v["f_sig"]
+    zb = (_log(df.down_bytes) - v["b_med"]) / v["b_sig"]
+    return v, zf, zb
+
+
+def _z_to_value(med: float, sig: float, z: float) -> float:
+    return float(math.exp(med + z * sig))
+
+
+def _extreme_fence(n: int, rate: float) -> float:
+    """The robust z beyond which a population of n ordinary (log-normal) clients puts a client by
+    chance on only `rate` of days: the normal quantile 1 - rate/n (a size-aware fence: the more
+    clients, the further out their largest member lies)."""
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(1.0 - rate / max(n, 1))
+
+
+def _quiet(fx: ClientFeatures, spec):
+    """Quiet-hour cue: the share of a client's flows in the population's quiet hours is above
+    the clients' `quiet_quantile` (Wilson lower bound, so a few flows prove nothing) and, for a
+    client seen on the baseline day, above its own share by `quiet_own_delta`."""
+    import numpy as np
+
+    df = fx.df
+    if not fx.quiet_hours:
+        nan = np.full(len(df), np.nan)
+        return {"ref_q": np.nan, "ref_med": np.nan}, np.zeros(len(df), bool), nan
+    q, min_n = float(spec.t("quiet_quantile")), int(spec.t("min_flows_share"))
+
+    def calc():
+        r = fx.ref[fx.ref.flows >= min_n].quiet_share
+        if len(r) < 10:
+            r = fx.ref.quiet_share
+        return {"ref_q": float(np.quantile(r, q)), "ref_med": float(np.median(r))}
+    st = fx.stat(("quiet", q, min_n), calc)
+    lb = _wilson_lower(df.quiet_flows, df.flows, float(spec.t("share_confidence_z")))
+    own = df.own_quiet_share.to_numpy()
+    vs_own = np.where(np.isnan(own), True, lb >= np.nan_to_num(own) + float(spec.t("quiet_own_delta")))
+    return st, (lb > st["ref_q"]) & vs_own & (df.flows.to_numpy() >= min_n), lb
+
+
+def _rare(fx: ClientFeatures, spec):
+    """Origin cue: few reference clients share the client's country or AS organisation."""
+    import numpy as np
+
+    thr = float(spec.t("rare_origin_share"))
+    c = fx.df.country_share.to_numpy()
+    o = fx.df.as_org_share.to_numpy()
+    return (np.nan_to_num(c, nan=1.0) < thr) | (np.nan_to_num(o, nan=1.0) < thr)
+
+
+def _own_ratio_ok(df, spec):
+    """Volume compared with the client itself: a client seen on the baseline day must exceed its
+    own volume there by `own_ratio` (busy regulars and daily crawlers are not news)."""
+    import numpy as np
+
+    own = df.own_flows.to_numpy()
+    return np.where(np.isnan(own), True, df.flows.to_numpy() >= float(spec.t("own_ratio")) * np.nan_to_num(own))
+
+
+# --- formatting -------------------------------------------------------------------------------
+
+def _nan(x) -> bool:
+    return x is None or x != x
+
+
+def _n(x) -> str:
+    return "n/a" if _nan(x) else f"{int(round(float(x))):,}"
+
+
+def _b(x) -> str:
+    from ..profile import _fmt_bytes
+
+    return "n/a" if _nan(x) else _fmt_bytes(x)
+
+
+def _pct(x) -> str:
+    return "n/a" if _nan(x) else f"{100 * float(x):.0f} %"
+
+
+def _hours(h) -> str:
+    from ..profile import _hours_text
+
+    return _hours_text(list(h))
+
+
+def _origin(row) -> str:
+    parts = [p for p in (row.as_org, row.country) if isinstance(p, str) and p]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def _own(row, what: str) -> str:
+    return f"its baseline day: {what}" if row.known else "not seen on the baseline day"
+
+
+def _ref_word(fx: ClientFeatures) -> str:
+    return "the baseline day's clients" if fx.mode == "baseline" else "today's clients"
+
+
+def _excess(x, thr, span) -> float:
+    if x is None or thr is None or not (x == x) or not (thr == thr):
+        return 0.0
+    return min(max((float(x) - float(thr)) / span, 0.0), 1.0)
+
+
+def _too_few(fx, spec) -> bool:
+    return fx is None or fx.n_ref < int(spec.t("min_clients")) or fx.df.empty
+
+
+def _quiet_evidence(fx, row, st, lb, thr):
+    return Evidence("share of its flows in the clients' quiet hours", "share", observed=round(row.quiet_share, 4),
+                    baseline=None if not row.known else round(float(row.own_quiet_share), 4),
+                    reference={"median": round(st["ref_med"], 4), "quantile": round(st["ref_q"], 4),
+                               "quiet_hours": list(fx.quiet_hours)},
+                    threshold=round(float(thr), 4))
+
+
+def _volume_evidence(row, v, fthr=None, bthr=None):
+    return [
+        Evidence("requests (flows) to the public servers", "flows", observed=int(row.flows),
+                 baseline=None if not row.known else int(row.own_flows),
+                 reference={"median": round(v["flows_median"], 1), "p99": round(v["flows_p99"], 1)},
+                 threshold=None if fthr is None else round(fthr, 1)),
+        Evidence("bytes served to the client", "bytes", observed=int(row.down_bytes),
+                 baseline=None if not row.known else int(row.own_down_bytes),
+                 reference={"median": round(v["bytes_median"]), "p99": round(v["bytes_p99"])},
+                 threshold=None if bthr is None else round(bthr)),
+    ]
+
+
+# --- rules ------------------------------------------------------------------------------------
+
+@rule("external_abuse.request_flood")
+def request_flood(ctx, spec) -> list[Alert]:
+    """Far more requests than the client population makes (and than the client itself made on the
+    baseline day). Three ways to get there, each with two independent cues:
+      extreme      beyond the population-size-aware fence AND several times the clients' 99th
+                   percentile (a known client also >= own_ratio x its own baseline day);
+      self_jump    a known client, heavy for the population AND >= own_ratio_extreme x its own day;
+      around       heavy in both requests and bytes served AND keeping the clients' quiet hours
+                   (a flood that runs around the clock)."""
+    import numpy as np
+
+    fx = client_features(ctx, float(spec.t("quiet_hour_share")))
+    if _too_few(fx, spec):
+        return []
+    df = fx.df
+    v, zf, zb = _volume(fx, spec)
+    st, quiet_cue, lb = _quiet(fx, spec)
+    zthr = float(spec.t("z_volume"))
+    fence = max(_extreme_fence(fx.n_ref, float(spec.t("extreme_false_alarm_rate"))), zthr)
+    flows = df.flows.to_numpy()
+    own = df.own_flows.to_numpy()
+    known = ~np.isnan(own)
+    own_ok = _own_ratio_ok(df, spec)
+    extreme = (zf >= fence) & (flows >= float(spec.t("extreme_min_p99_ratio")) * v["flows_p99"]) & own_ok
+    self_jump = known & (zf >= zthr) & (flows >= float(spec.t("own_ratio_extreme")) * np.nan_to_num(own))
+    around = (zf >= zthr) & (zb >= zthr) & quiet_cue & own_ok
+    f_fence = _z_to_value(v["f_med"], v["f_sig"], fence)
+    f_mod = _z_to_value(v["f_med"], v["f_sig"], zthr)
+    b_mod = _z_to_value(v["b_med"], v["b_sig"], zthr)
+    out = []
+    for i in np.flatnonzero(extreme | self_jump | around):
+        row = df.iloc[i]
+        ip = df.index[i]
+        path = "extreme" if extreme[i] else "self_jump" if self_jump[i] else "around"
+        ev = _volume_evidence(row, v, f_fence if path == "extreme" else f_mod, b_mod if path == "around" else None)
+        ev.append(Evidence("robust z of log flows vs the clients", "z", observed=round(float(zf[i]), 2),
+                           reference={"clients": fx.n_ref, "spread_log": round(v["f_sig"], 3)},
+                           threshold=round(fence if path == "extreme" else zthr, 2)))
+        if known[i]:
+            ev.append(Evidence("flows vs its own baseline day", "ratio", observed=round(float(row.flows / max(own[i], 1)), 2),
+                               baseline=1.0,
+                               threshold=float(spec.t("own_ratio_extreme" if path == "self_jump" else "own_ratio"))))
+        qtxt = ""
+        if fx.quiet_hours:
+            ev.append(_quiet_evidence(fx, row, st, lb[i], st["ref_q"]))
+            qtxt = f", {_pct(row.quiet_share)} of them in the clients' quiet hours ({_hours(fx.quiet_hours)})"
+        how = {"extreme": "far beyond what ordinary clients make",
+               "self_jump": f"{row.flows / max(own[i], 1):.0f}x its own baseline day and heavy for the clients",
+               "around": f"heavy and around the clock (clients' median quiet-hour share {_pct(st['ref_med'])})"}[path]
+        msg = (f"made {_n(row.flows)} requests to the public servers today ({_b(row.down_bytes)} served){qtxt}: "
+               f"{how}; {_ref_word(fx)}: median {_n(v['flows_median'])}, 99th percentile {_n(v['flows_p99'])} "
+               f"flows; {_own(row, _n(row.own_flows) + ' flows')}")
+        score = max(_excess(zf[i], fence, 2.0), 0.5 * _excess(zf[i], zthr, 2.0) + 0.5 * _excess(lb[i], st["ref_q"], 0.3),
+                    0.5 * _excess(zf[i], zthr, 2.0) + 0.5 * (1.0 if self_jump[i] else 0.0))
+        out.append(Alert(rule=spec, source_ip=ip, message=f"{ip}{_origin(row)} {msg}", evidence=ev, score=score,
+                         timestamp=row.first_ts,
+                         details={"path": path, "z_flows": round(float(zf[i]), 2), "z_bytes": round(float(zb[i]), 2),
+                                  "extreme_fence_z": round(fence, 2), "reference": fx.mode,
+                                  "servers": int(row.servers), "active_hours": int(row.active_hours)}))
+    return out
+
+
+@rule("external_abuse.off_hours")
+def off_hours(ctx, spec) -> list[Alert]:
+    """Most of a client's activity falls in the hours when the client population is quiet: per hour,
+    it is busier at night than in the day (an inverted rhythm), on at least a typical client's
+    number of flows, and unlike its own baseline day."""
+    import numpy as np
+
+    fx = client_features(ctx, float(spec.t("quiet_hour_share")))
+    if _too_few(fx, spec) or not fx.quiet_hours:
+        return []
+    df = fx.df
+    q = len(fx.quiet_hours)
+    if q >= DAY_HOURS:
+        return []
+    r = float(spec.t("night_rate_ratio"))
+    thr = r * q / (r * q + (DAY_HOURS - q))  # share at which the quiet-hour rate is r x the active-hour rate
+    v, zf, _ = _volume(fx, spec)
+    min_flows = max(float(spec.t("min_flows_vs_median")) * v["flows_median"], float(spec.t("min_flows_share")))
+    lb = _wilson_lower(df.quiet_flows, df.flows, float(spec.t("share_confidence_z")))
+    own = df.own_quiet_share.to_numpy()
+    vs_own = np.where(np.isnan(own), True, lb >= np.nan_to_num(own) + float(spec.t("quiet_own_delta")))
+    st = fx.stat(("quiet_med",), lambda: {"ref_med": float(np.median(fx.ref.quiet_share)),
+                                          "ref_q": float(np.quantile(fx.ref.quiet_share, 0.99))})
+    hit = np.flatnonzero((lb >= thr) & vs_own & (df.flows.to_numpy() >= min_flows))
+    out = []
+    for i in hit:
+        row = df.iloc[i]
+        ip = df.index[i]
+        ev = [_quiet_evidence(fx, row, {"ref_med": st["ref_med"], "ref_q": st["ref_q"]}, lb[i], thr),
+              Evidence("flows in the quiet hours", "flows", observed=int(row.quiet_flows),
+                       baseline=None if not row.known else int(row.own_quiet_flows)),
+              Evidence("requests (flows) to the public servers", "flows", observed=int(row.flows),
+                       baseline=None if not row.known else int(row.own_flows),
+                       reference={"median": round(v["flows_median"], 1), "p99": round(v["flows_p99"], 1)},
+                       threshold=round(min_flows, 1))]
+        rate_ratio = (row.quiet_share / q) / max((1 - row.quiet_share) / (DAY_HOURS - q), 1e-9)
+        own_txt = _own(row, _pct(row.own_quiet_share) + " of its flows in those hours") if row.known \
+            else "not seen on the baseline day"
+        msg = (f"sent {_pct(row.quiet_share)} of its {_n(row.flows)} requests in the clients' quiet hours "
+               f"({_hours(fx.quiet_hours)}), {rate_ratio:.1f}x its per-hour rate in the other hours; "
+               f"{_ref_word(fx)}: median {_pct(st['ref_med'])} of flows in those hours, 99th percentile "
+               f"{_pct(st['ref_q'])}; {own_txt}")
+        out.append(Alert(rule=spec, source_ip=ip, message=f"{ip}{_origin(row)} {msg}", evidence=ev,
+                         score=_excess(lb[i], thr, 1 - thr if thr < 1 else 1.0), timestamp=row.first_ts,
+                         details={"night_share_threshold": round(thr, 4), "share_lower_bound": round(float(lb[i]), 4),
+                                  "quiet_to_active_rate": round(float(rate_ratio), 2), "reference": fx.mode}))
+    return out
+
+
+@rule("external_abuse.bulk_download")
+def bulk_download(ctx, spec) -> list[Alert]:
+    """A client that fetches far more per request than the clients do (robust z and ratio to their
+    median bytes per flow), on enough requests to matter, and far more than it did itself."""
+    import numpy as np
+
+    fx = client_features(ctx, float(spec.t("quiet_hour_share")))
+    if _too_few(fx, spec):
+        return []
+    df = fx.df
+    min_n = int(spec.t("min_flows"))
+    floor = float(spec.t("min_log_spread"))
+
+    def calc():
+        r = fx.ref[fx.ref.flows >= min_n]
+        if len(r) < 10:
+            r = fx.ref
+        med, sig = _robust(r.bytes_per_flow, floor)
+        return {"med": med, "sig": sig, "median": float(np.median(r.bytes_per_flow)),
+                "p99": float(np.quantile(r.bytes_per_flow, 0.99)),
+                "bytes_q": float(np.quantile(fx.ref.down_bytes, float(spec.t("bytes_quantile"))))}
+    st = fx.stat(("bpf", min_n, floor, float(spec.t("bytes_quantile"))), calc)
+    v, _, zb = _volume(fx, spec)
+    z = (_log(df.bytes_per_flow) - st["med"]) / st["sig"]
+    ratio = df.bytes_per_flow.to_numpy() / max(st["median"], 1.0)
+    own = df.own_bytes_per_flow.to_numpy()
+    own_n = df.own_flows.to_numpy()
+    own_ratio = df.bytes_per_flow.to_numpy() / np.maximum(np.nan_to_num(own, nan=1.0), 1.0)
+    vs_own = np.where(np.isnan(own) | (np.nan_to_num(own_n) < min_n), True, own_ratio >= float(spec.t("size_ratio")))
+    cue = ((ratio >= float(spec.t("size_ratio"))) & (z >= float(spec.t("size_z")))
+           & (df.flows.to_numpy() >= min_n) & (df.down_bytes.to_numpy() >= st["bytes_q"]) & vs_own)
+    out = []
+    for i in np.flatnonzero(cue):
+        row = df.iloc[i]
+        ip = df.index[i]
+        ev = [Evidence("bytes served per request (mean)", "bytes", observed=round(float(row.bytes_per_flow)),
+                       baseline=None if not row.known else round(float(row.own_bytes_per_flow)),
+                       reference={"median": round(st["median"]), "p99": round(st["p99"])},
+                       threshold=round(float(spec.t("size_ratio")) * st["median"])),
+              Evidence("robust z of log bytes per request vs the clients", "z", observed=round(float(z[i]), 2),
+                       threshold=float(spec.t("size_z"))),
+              Evidence("bytes served to the client", "bytes", observed=int(row.down_bytes),
+                       baseline=None if not row.known else int(row.own_down_bytes),
+                       reference={"median": round(v["bytes_median"]), "p99": round(v["bytes_p99"])},
+                       threshold=round(st["bytes_q"])),
+              Evidence("requests (flows) to the public servers", "flows", observed=int(row.flows),
+                       baseline=None if not row.known else int(row.own_flows),
+                       reference={"median": round(v["flows_median"], 1), "p99": round(v["flows_p99"], 1)},
+                       threshold=min_n)]
+        own_txt = _own(row, _b(row.own_bytes_per_flow) + " per request") if row.known else "not seen on the baseline day"
+        msg = (f"downloaded {_b(row.down_bytes)} from the public servers today in {_n(row.flows)} requests, "
+               f"{_b(row.bytes_per_flow)} per request ({ratio[i]:.0f}x the clients' median); {_ref_word(fx)}: "
+               f"median {_b(st['median'])} per request, 99th percentile {_b(st['p99'])}; {own_txt}")
+        out.append(Alert(rule=spec, source_ip=ip, message=f"{ip}{_origin(row)} {msg}", evidence=ev,
+                         score=_excess(math.log(max(ratio[i], 1e-9)), math.log(float(spec.t("size_ratio"))), math.log(30)),
+                         timestamp=row.first_ts,
+                         details={"ratio_to_median": round(float(ratio[i]), 2), "z_bytes_per_flow": round(float(z[i]), 2),
+                                  "z_bytes": round(float(zb[i]), 2), "reference": fx.mode}))
+    return out
+
+
+@rule("external_abuse.unusual_origin")
+def unusual_origin(ctx, spec) -> list[Alert]:
+    """A client from a country or AS organisation few clients come from AND heavy in both requests
+    and bytes served AND active in the clients' quiet hours. Rarity alone is never enough: it
+    only lowers the volume bar relative to external_abuse.request_flood."""
+    import numpy as np
+
+    fx = client_features(ctx, float(spec.t("quiet_hour_share")))
+    if _too_few(fx, spec):
+        return []
+    df = fx.df
+    v, zf, zb = _volume(fx, spec)
+    st, quiet_cue, lb = _quiet(fx, spec)
+    rare = _rare(fx, spec)
+    zthr = float(spec.t("z_volume"))
+    heavy = (zf >= zthr) & _own_ratio_ok(df, spec)
+    hit = np.flatnonzero(rare & heavy & quiet_cue)
+    out = []
+    f_thr = _z_to_value(v["f_med"], v["f_sig"], zthr)
+    b_thr = _z_to_value(v["b_med"], v["b_sig"], zthr)
+    thr_share = float(spec.t("rare_origin_share"))
+    for i in hit:
+        row = df.iloc[i]
+        ip = df.index[i]
+        ev = [Evidence("share of the clients from its country", "share", observed=row.country,
+                       reference=None if row.country_share != row.country_share else round(float(row.country_share), 5),
+                       threshold=thr_share),
+              Evidence("share of the clients from its AS organisation", "share", observed=row.as_org,
+                       reference=None if row.as_org_share != row.as_org_share else round(float(row.as_org_share), 5),
+                       threshold=thr_share),
+              *_volume_evidence(row, v, f_thr, b_thr),
+              _quiet_evidence(fx, row, st, lb[i], st["ref_q"])]
+        cs = "n/a" if row.country_share != row.country_share else _pct(row.country_share)
+        os_ = "n/a" if row.as_org_share != row.as_org_share else _pct(row.as_org_share)
+        msg = (f"comes from an origin few clients share ({cs} of {_ref_word(fx)} from {row.country}, {os_} from "
+               f"{row.as_org}) and made {_n(row.flows)} requests ({_b(row.down_bytes)} served), {_pct(row.quiet_share)} "
+               f"in the clients' quiet hours ({_hours(fx.quiet_hours)}); clients' median {_n(v['flows_median'])} "
+               f"flows, 99th percentile {_n(v['flows_p99'])}, median quiet-hour share {_pct(st['ref_med'])}; "
+               f"{_own(row, _n(row.own_flows) + ' flows')}")
+        score = 0.5 * _excess(zf[i], zthr, 2.5) + 0.5 * _excess(lb[i], st["ref_q"], 0.3)
+        out.append(Alert(rule=spec, source_ip=ip, message=f"{ip}{_origin(row)} {msg}", evidence=ev, score=score,
+                         timestamp=row.first_ts,
+                         details={"z_flows": round(float(zf[i]), 2), "z_bytes": round(float(zb[i]), 2),
+                                  "country_share": row.country_share, "as_org_share": row.as_org_share,
+                                  "reference": fx.mode}))
+    return out
