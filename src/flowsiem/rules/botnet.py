@@ -9,17 +9,22 @@ A botnet shows in flow records as *new relationships*, judged against the baseli
 Rules
   botnet.new_internal_peers  a host has new host-to-host links (pair absent from the baseline on
                              that service) on a (proto, port) the baseline did not use
-                             host-to-host, to hosts that are not internal servers, lasting (flows
-                             and hours), and either both ends initiate (mutual, as P2P bots do) or
-                             the host fans out to several new peers on that service.
-  botnet.coordinated_group   connected components of hosts linked by mutual new peer links or by
-                             beaconing to the same new, rare external destination: every member
-                             of a group of >= min_group_size is alerted, the others in `related`.
+                             host-to-host nor for broadcast/multicast discovery, to hosts that are
+                             not internal servers, lasting (flows and hours), plus one more cue:
+                             both ends initiate (mutual, as P2P bots do), or the host fans out
+                             to several new peers on that service. (One host polling one new
+                             peer is left to the group test: alone, a few Poisson flows look
+                             periodic too often.)
+  botnet.coordinated_group   connected components of hosts linked by mutual new peer links, by
+                             beaconing to the same new, rare external destination, or by polling
+                             the same new internal peer on a timer: every member that initiates
+                             is alerted, the others (and a polled hub) in `related`.
   botnet.common_beacon       >= min_hosts internal hosts beacon to one external destination that
                              no host used on the baseline day and few hosts use today
-                             (prevalence, as RITA weighs it): each pair has enough connections
-                             over enough hours, a RITA-style beacon score (stats.beacon_score),
-                             and the group's gaps are regular ((median - MAD) / median).
+                             (prevalence, as RITA weighs it): enough connections over enough hours
+                             per pair, a RITA-style beacon score (stats.beacon_score) for at least
+                             min_hosts of them, and regular gaps ((median - MAD) / median) across
+                             all the destination's steady users. Every steady user is alerted.
 
 What is learned, not fixed: which (proto, port) hosts use host-to-host (baseline edges), which
 hosts are servers (the profile's internal servers), which external destinations exist (baseline
@@ -47,7 +52,7 @@ def _svc(proto, port) -> str:
     try:
         return f"{proto}/{int(port)}"
     except (TypeError, ValueError):
-        return f"{proto}/?"
+        return f"{proto}"
 
 
 def _list(ips, n: int = 4) -> str:
@@ -89,29 +94,45 @@ def _cache(ctx) -> dict:
     return c
 
 
+def _port(q) -> int:
+    """A port as int (-1 when the record has none, e.g. some ICMP exports)."""
+    try:
+        return int(q)
+    except (TypeError, ValueError):
+        return -1
+
+
 def _baseline_peer_services(ctx, min_pairs: int):
-    """(proto, port) -> number of distinct unordered host pairs that used it host-to-host on the
-    baseline day (non-server, unicast hosts only); and the set of established peer services."""
+    """What the baseline day says about host-to-host services. Returns (pairs, established):
+    pairs: (proto, port) -> number of distinct unordered pairs of non-server unicast hosts that
+    used it host-to-host; established: the (proto, port) used so by >= min_pairs pairs, plus
+    those the baseline sent to multicast/broadcast addresses (local discovery protocols, whose
+    unicast replies between hosts are chatter, not a relationship)."""
     key = ("peer_services", min_pairs)
     c = _cache(ctx)
     if key in c:
         return c[key]
+    import ibis
+
     b = ctx.base("edges")
     pairs: dict = {}
+    discovery: set = set()
     if b is not None:
         b = b.filter((b.traffic_class == INTERNAL_INTERNAL) & (b.src_ip != b.dst_ip))
+        ips = b.select(ip=b.src_ip).union(b.select(ip=b.dst_ip)).distinct().to_pandas().ip
+        groupcast = sorted(set(ips) - _unicast(ctx, ips))  # multicast, broadcast, 0.0.0.0 (few)
+        if groupcast:
+            d = b.filter(b.dst_ip.isin(groupcast) & ~b.src_ip.isin(groupcast)).select("proto", "port").distinct()
+            discovery = {(p, _port(q)) for p, q in d.to_pandas().itertuples(index=False)}
+            b = b.filter(~b.src_ip.isin(groupcast) & ~b.dst_ip.isin(groupcast))
         if ctx.server_ips:
             srv = sorted(ctx.server_ips)
             b = b.filter(~b.src_ip.isin(srv) & ~b.dst_ip.isin(srv))
-        df = b.select("src_ip", "dst_ip", "proto", "port").distinct().to_pandas()
-        if len(df):
-            uni = _unicast(ctx, set(df.src_ip) | set(df.dst_ip))
-            df = df[df.src_ip.isin(uni) & df.dst_ip.isin(uni)]
-            lo = df[["src_ip", "dst_ip"]].min(axis=1)
-            hi = df[["src_ip", "dst_ip"]].max(axis=1)
-            df = df.assign(pair=lo + "|" + hi)
-            pairs = {(p, int(q)): int(n) for (p, q), n in df.groupby(["proto", "port"]).pair.nunique().items()}
-    established = {k for k, n in pairs.items() if n >= min_pairs}
+        lo, hi = ibis.least(b.src_ip, b.dst_ip), ibis.greatest(b.src_ip, b.dst_ip)
+        b = b.mutate(pair=lo.concat("|", hi))
+        per = b.group_by("proto", "port").aggregate(pairs=b.pair.nunique()).to_pandas()
+        pairs = {(p, _port(q)): int(n) for p, q, n in per.itertuples(index=False)}
+    established = {k for k, n in pairs.items() if n >= min_pairs} | discovery
     c[key] = (pairs, established)
     return c[key]
 
@@ -150,12 +171,12 @@ def _new_peer_links(ctx, min_pairs: int):
     if len(df):
         uni = _unicast(ctx, set(df.src_ip) | set(df.dst_ip))
         df = df[df.src_ip.isin(uni) & df.dst_ip.isin(uni)]
-        svc = list(zip(df.proto, df.port.astype(int)))
-        df = df[[s not in established for s in svc]].reset_index(drop=True)
+        svc = [(p, _port(q)) for p, q in zip(df.proto, df.port)]
+        df = df[[x not in established for x in svc]].reset_index(drop=True)
     if len(df):
         pairs = set(zip(df.src_ip, df.dst_ip))
         df["mutual"] = [(d, s) in pairs for s, d in zip(df.src_ip, df.dst_ip)]
-        df["baseline_pairs"] = [pair_counts.get((p, int(q)), 0) for p, q in zip(df.proto, df.port)]
+        df["baseline_pairs"] = [pair_counts.get((p, _port(q)), 0) for p, q in zip(df.proto, df.port)]
         lo = df[["src_ip", "dst_ip"]].min(axis=1)
         hi = df[["src_ip", "dst_ip"]].max(axis=1)
         df["pair"] = lo + "|" + hi
@@ -203,20 +224,60 @@ def _active_hosts(ctx) -> int:
     return c["active_hosts"]
 
 
+BEACON_KEYS = ("min_hosts", "max_prevalence", "min_connections", "min_active_hours", "min_score",
+               "min_gap_regularity", "min_group_regularity", "min_gap_iqr_seconds", "min_size_iqr_bytes")
+RHYTHM_KEYS = ("min_connections", "min_active_hours", "min_gap_iqr_seconds", "min_size_iqr_bytes")
+
+
+def _score_pairs(ctx, cdf, th):
+    """Beacon statistics (stats.beacon_stats, in the engine, for these pairs only) and scores of
+    candidate (src_ip, dst_ip) pairs; adds score, its sub-scores and gap_regularity."""
+    import pyarrow as pa
+
+    pairs_t = ctx.engine.from_arrow(pa.Table.from_pandas(cdf[["src_ip", "dst_ip"]].drop_duplicates(),
+                                                         preserve_index=False))
+    bs = stats.beacon_stats(ctx.flows, pairs_t, ctx.engine)
+    bs = bs.merge(cdf, on=["src_ip", "dst_ip"])
+    day = ctx.span[2]
+    scores = [stats.beacon_score(r, day, th["min_gap_iqr_seconds"], th["min_size_iqr_bytes"])
+              for r in bs.itertuples()]
+    for k in ("score", "timing", "size", "histogram", "duration"):
+        bs[k] = [s[k] for s in scores]
+    med, mad = bs.gap_med.astype(float), bs.gap_mad.astype(float)
+    bs["gap_regularity"] = [max(0.0, min(1.0, (m - d) / m)) if m and m > 0 else 0.0 for m, d in zip(med, mad)]
+    return bs
+
+
+def _group_verdict(bs, th) -> dict:
+    """Per destination, the group test: at least min_hosts of its candidate pairs are rhythmic
+    (score >= min_score and gap regularity >= min_gap_regularity), and the median gap regularity
+    of ALL its candidate pairs (rhythmic or not: no selection bias) >= min_group_regularity.
+    A destination that passes is a shared beacon target: every host with a candidate pair to it
+    (enough connections over enough hours) is a member, its own rhythm in the evidence.
+    Sets bs.rhythmic and bs.member; returns {destination: sorted members}."""
+    bs["rhythmic"] = (bs.score >= th["min_score"]) & (bs.gap_regularity >= th["min_gap_regularity"])
+    groups = {}
+    for dst, g in bs.groupby("dst_ip"):
+        regular = float(g.gap_regularity.median()) >= th["min_group_regularity"]
+        if int(g.rhythmic.sum()) >= th["min_hosts"] and regular:
+            groups[dst] = sorted(g.src_ip)
+    bs["member"] = [d in groups for d in bs.dst_ip]
+    return groups
+
+
 def _beacons(ctx, spec):
-    """Candidate beacons to NEW, RARE external destinations (pandas, one row per host->destination
-    pair that passes the per-pair gates) with their beacon statistics and scores, and the
-    per-destination group verdict. Keyed by the thresholds used, so rules sharing them share it."""
+    """Beacons of several hosts to NEW, RARE external destinations: candidate pairs (pandas, one
+    row per host->destination pair with enough connections over enough hours) with their beacon
+    statistics and scores, and {destination: members} for the destinations that pass the group
+    test. Cached by the thresholds used, so rules sharing them share the work."""
     import pandas as pd
 
-    keys = ("min_hosts", "max_prevalence", "min_connections", "min_active_hours", "min_score",
-            "min_gap_regularity", "min_group_regularity", "min_gap_iqr_seconds", "min_size_iqr_bytes")
-    th = {k: spec.t(k) for k in keys}
+    th = {k: spec.t(k) for k in BEACON_KEYS}
     key = ("beacons", tuple(sorted(th.items())))
     c = _cache(ctx)
     if key in c:
         return c[key]
-    empty = pd.DataFrame(columns=["src_ip", "dst_ip", "n", "score"])
+    empty = (pd.DataFrame(columns=["src_ip", "dst_ip", "n", "score", "member"]), {})
     b = ctx.base("edges")
     e = ctx.edges
     ie = e.filter(e.traffic_class == INTERNAL_EXTERNAL)
@@ -240,39 +301,49 @@ def _beacons(ctx, spec):
     ports = ie.join(cand.select("src_ip", "dst_ip"), ["src_ip", "dst_ip"]).select(
         "src_ip", "dst_ip", "proto", "port", "flows").to_pandas()
     cdf = cand.to_pandas()
+    if len(cdf):
+        cdf = cdf[cdf.src_ip.isin(_unicast(ctx, set(cdf.src_ip)))]
+        # only destinations with enough candidate pairs go on to the (costlier) beacon statistics
+        ok_dst = cdf.groupby("dst_ip").src_ip.nunique()
+        cdf = cdf[cdf.dst_ip.isin(ok_dst[ok_dst >= th["min_hosts"]].index)]
     if not len(cdf):
-        c[key] = (empty, {})
-        return c[key]
-    # only destinations with enough candidate pairs go on to the (costlier) beacon statistics
-    ok_dst = cdf.groupby("dst_ip").src_ip.nunique()
-    cdf = cdf[cdf.dst_ip.isin(ok_dst[ok_dst >= th["min_hosts"]].index)]
-    cdf = cdf[cdf.src_ip.isin(_unicast(ctx, set(cdf.src_ip)))]
-    if not len(cdf):
-        c[key] = (empty, {})
-        return c[key]
-    import pyarrow as pa
-
-    pairs_t = ctx.engine.from_arrow(pa.Table.from_pandas(cdf[["src_ip", "dst_ip"]], preserve_index=False))
-    bs = stats.beacon_stats(ctx.flows, pairs_t, ctx.engine)
-    bs = bs.merge(cdf[["src_ip", "dst_ip", "flows", "up_bytes", "down_bytes", "dst_hosts", "active_hours"]],
-                  on=["src_ip", "dst_ip"])
-    day = ctx.span[2]
-    scores = [stats.beacon_score(r, day, th["min_gap_iqr_seconds"], th["min_size_iqr_bytes"])
-              for r in bs.itertuples()]
-    for k in ("score", "timing", "size", "histogram", "duration"):
-        bs[k] = [s[k] for s in scores]
-    med, mad = bs.gap_med.astype(float), bs.gap_mad.astype(float)
-    bs["gap_regularity"] = [max(0.0, min(1.0, (m - d) / m)) if m and m > 0 else 0.0 for m, d in zip(med, mad)]
+        c[key] = empty
+        return empty
+    cols = ["src_ip", "dst_ip", "flows", "up_bytes", "down_bytes", "dst_hosts", "active_hours"]
+    bs = _score_pairs(ctx, cdf[cols], th)
     top = ports.sort_values(["flows", "port"], ascending=[False, True]).drop_duplicates(["src_ip", "dst_ip"])
     bs = bs.merge(top[["src_ip", "dst_ip", "proto", "port"]], on=["src_ip", "dst_ip"], how="left")
-    bs["member"] = (bs.score >= th["min_score"]) & (bs.gap_regularity >= th["min_gap_regularity"])
-    groups = {}
-    for dst, g in bs[bs.member].groupby("dst_ip"):
-        if len(g) >= th["min_hosts"] and float(g.gap_regularity.median()) >= th["min_group_regularity"]:
-            groups[dst] = sorted(g.src_ip)
     bs["prevalence"] = bs.dst_hosts / active
-    c[key] = (bs, groups)
+    c[key] = (bs, _group_verdict(bs, th))
     return c[key]
+
+
+def _internal_rhythm(ctx, spec, th):
+    """Beacon statistics of the lasting new host-to-host links (pandas, one row per directed
+    pair with enough connections over enough hours): hosts polling a new internal peer on a timer."""
+    import pandas as pd
+
+    th = {k: th[k] for k in RHYTHM_KEYS}
+    key = ("internal_rhythm", spec.t("peer_service_min_pairs"), spec.t("min_link_flows"),
+           spec.t("min_link_hours"), tuple(sorted(th.items())))
+    c = _cache(ctx)
+    if key in c:
+        return c[key]
+    links = _lasting(_new_peer_links(ctx, spec.t("peer_service_min_pairs")), spec)
+    out = pd.DataFrame(columns=["src_ip", "dst_ip", "proto", "port", "n", "score", "gap_regularity", "dst_hosts"])
+    if len(links):
+        top = links.sort_values(["flows", "port"], ascending=[False, True]).drop_duplicates(["src_ip", "dst_ip"])
+        g = links.groupby(["src_ip", "dst_ip"], as_index=False).agg(
+            flows=("flows", "sum"), active_hours=("hours", "max"))
+        g = g[(g.flows >= th["min_connections"]) & (g.active_hours >= th["min_active_hours"])]
+        if len(g):
+            g = g.merge(top[["src_ip", "dst_ip", "proto", "port"]], on=["src_ip", "dst_ip"])
+            users = _new_peer_links(ctx, spec.t("peer_service_min_pairs")).groupby("dst_ip").src_ip.nunique()
+            g["dst_hosts"] = g.dst_ip.map(users).fillna(1).astype(int)  # every host with a new link to it
+            out = _score_pairs(ctx, g, th)
+            out["prevalence"] = out.dst_hosts / _active_hosts(ctx)
+    c[key] = out
+    return out
 
 
 # --- botnet.new_internal_peers -------------------------------------------------------------------
@@ -288,35 +359,39 @@ def new_internal_peers(ctx, spec) -> list[Alert]:
     for host, g in links.groupby("src_ip"):
         fan = g.groupby(["proto", "port"]).dst_ip.nunique()
         fan_svcs = {k for k, n in fan.items() if n >= min_fan}
-        fan_hit = [(p, q) in fan_svcs for p, q in zip(g.proto, g.port)]
-        hit = g[g.mutual.to_numpy(dtype=bool) | np.asarray(fan_hit, dtype=bool)]
+        is_fan = np.asarray([(p, q) in fan_svcs for p, q in zip(g.proto, g.port)], dtype=bool)
+        hit = g[g.mutual.to_numpy(dtype=bool) | is_fan]
         if not len(hit):
             continue
         peers = sorted(set(hit.dst_ip))
         mutual_peers = sorted(set(hit[hit.mutual].dst_ip))
-        flows = int(links[(links.src_ip == host) | (links.dst_ip == host)]
-                    .loc[lambda d: d.pair.isin(set(hit.pair))].flows.sum())
+        both = links[links.pair.isin(set(hit.pair))]
+        flows = int(both.flows.sum())
         hours = int(hit.pair_hours.max())
         svc_rows = hit.groupby(["proto", "port"]).agg(f=("flows", "sum"), bp=("baseline_pairs", "max"))
         (proto, port), top = max(svc_rows.iterrows(), key=lambda kv: kv[1].f)
         svcs = [_svc(p, q) for p, q in svc_rows.index]
         today_pairs = int(links[(links.proto == proto) & (links.port == port)].pair.nunique())
         own = base_peers.get(host) if host in known_hosts else None
-        why = (f"both ways with {len(mutual_peers)}" if mutual_peers else
-               f"fanning out to {len(peers)}")
+        why = []
+        if mutual_peers:
+            why.append(f"both ways with {len(mutual_peers)} of them")
+        if fan_svcs:
+            why.append(f"fanning out on {', '.join(sorted(_svc(*x) for x in fan_svcs))}")
         message = (f"talks directly to {len(peers)} internal host(s) it never talked to on the baseline day "
-                   f"({_list(peers)}) on {', '.join(svcs)}: {flows} flows over {hours} h, {why}; "
+                   f"({_list(peers)}) on {', '.join(svcs)}: {flows} flows over {hours} h, {'; '.join(why)}; "
                    f"baseline: {'new host' if own is None else f'{own} internal peer(s)'}, "
                    f"{int(top.bp)} host pair(s) used {_svc(proto, port)} host-to-host "
                    f"(peers' 99th percentile: {peers_p99:.0f} internal peers)")
         evidence = [
             Evidence("new internal peers (non-server hosts, pair unseen on the baseline day)", "hosts",
                      observed=len(peers), baseline=own, reference=round(peers_p99, 1),
-                     threshold=1 if mutual_peers else min_fan),
+                     threshold=min_fan if fan_svcs and not mutual_peers else 1),
             Evidence("peers that also open connections back to the host (mutual links)", "hosts",
-                     observed=len(mutual_peers), baseline=0, threshold=1 if not fan_svcs else None),
-            Evidence(f"host pairs using {_svc(proto, port)} host-to-host", "host pairs", observed=today_pairs,
-                     baseline=int(top.bp), threshold=spec.t("peer_service_min_pairs")),
+                     observed=len(mutual_peers), baseline=0),
+            Evidence(f"host pairs using {_svc(proto, port)} host-to-host (an established peer service from "
+                     f"{spec.t('peer_service_min_pairs')} pairs on the baseline day)", "host pairs",
+                     observed=today_pairs, baseline=int(top.bp), threshold=spec.t("peer_service_min_pairs")),
             Evidence("flows on the new peer links (both directions)", "flows", observed=flows, baseline=0,
                      threshold=spec.t("min_link_flows")),
             Evidence("hours with traffic on the new peer links", "hours", observed=hours, baseline=0,
@@ -328,8 +403,9 @@ def new_internal_peers(ctx, spec) -> list[Alert]:
         alerts.append(Alert(
             rule=spec, source_ip=host, message=message, evidence=evidence, score=score,
             destination_ip=str(top_peer.dst_ip), timestamp=g.first_ts.min(),
-            related=peers, example_port=int(top_peer.port),
-            details={"services": svcs, "mutual_peers": mutual_peers, "fanout_services": sorted(_svc(*s) for s in fan_svcs),
+            related=peers, example_port=_port(top_peer.port) if _port(top_peer.port) >= 0 else None,
+            details={"services": svcs, "mutual_peers": mutual_peers,
+                     "fanout_services": sorted(_svc(*x) for x in fan_svcs),
                      "links": [{"dst_ip": r.dst_ip, "service": _svc(r.proto, r.port), "flows": int(r.flows),
                                 "hours": int(r.hours), "mutual": bool(r.mutual)} for r in hit.itertuples()][:20]},
         ))
@@ -347,48 +423,51 @@ def common_beacon(ctx, spec) -> list[Alert]:
     alerts = []
     for dst, members in groups.items():
         g = bs[(bs.dst_ip == dst) & bs.member]
-        others_all = sorted(set(bs[bs.dst_ip == dst].src_ip) - set(members))
+        n_rhythmic = int(g.rhythmic.sum())
         group_reg = float(g.gap_regularity.median())
         where = _where(ctx, dst)
         for r in g.itertuples():
             others = [m for m in members if m != r.src_ip]
             o = g[g.src_ip != r.src_ip]
             span_s = (r.last_ts - r.first_ts).total_seconds()
-            message = (f"beacons to {dst}{where}, a destination no host used on the baseline day, on "
+            verb = "beacons to" if r.rhythmic else "keeps connecting to"
+            message = (f"{verb} {dst}{where}, a destination no host used on the baseline day, on "
                        f"{_svc(r.proto, r.port)} every ~{_dur(r.gap_med)} ({int(r.n)} connections over "
                        f"{int(r.active_hours)} h, beacon score {r.score:.2f}), like {len(others)} other internal "
-                       f"host(s) ({_list(others)}); baseline day: 0 flows to it from any host, today "
-                       f"{int(r.dst_hosts)} of {active} active hosts use it")
+                       f"host(s) ({_list(others)}; {n_rhythmic} of the {len(members)} on a regular rhythm, "
+                       f"median gap ~{_dur(g.gap_med.median())}); baseline day: 0 flows to it from any host, "
+                       f"today {int(r.dst_hosts)} of {active} active hosts use it")
             evidence = [
                 Evidence("connections to the destination", "flows", observed=int(r.n), baseline=0,
                          threshold=spec.t("min_connections")),
-                Evidence("internal hosts beaconing to the destination", "hosts", observed=len(members), baseline=0,
-                         reference=int(r.dst_hosts), threshold=spec.t("min_hosts")),
+                Evidence("internal hosts beaconing to the destination on a regular rhythm", "hosts",
+                         observed=n_rhythmic, baseline=0, reference=len(members), threshold=spec.t("min_hosts")),
                 Evidence("share of today's active internal hosts using the destination (prevalence)", "share",
                          observed=round(float(r.prevalence), 4), baseline=0.0, threshold=spec.t("max_prevalence")),
                 Evidence("beacon score (RITA-style: timing, size, hourly histogram, duration)", "score",
                          observed=round(float(r.score), 3), reference=round(float(o.score.median()), 3),
                          threshold=spec.t("min_score")),
-                Evidence("regularity of the gaps ((median - MAD) / median)", "score",
-                         observed=round(float(r.gap_regularity), 3), reference=round(group_reg, 3),
+                Evidence("regularity of the gaps ((median - MAD) / median), the group's median as reference",
+                         "score", observed=round(float(r.gap_regularity), 3), reference=round(group_reg, 3),
                          threshold=spec.t("min_group_regularity")),
                 Evidence("median gap between connections", "seconds", observed=round(float(r.gap_med), 1),
                          reference=round(float(o.gap_med.median()), 1)),
                 Evidence("hours with connections", "hours", observed=int(r.active_hours), baseline=0,
                          threshold=spec.t("min_active_hours")),
             ]
-            score = (0.5 * _sat(r.score, spec.t("min_score"), 1.0) + 0.25 * _sat(len(members), 1, 6)
+            score = (0.5 * _sat(max(r.score, group_reg), spec.t("min_score"), 1.0) + 0.25 * _sat(len(members), 1, 6)
                      + 0.25 * _sat(r.gap_regularity, spec.t("min_gap_regularity"), 1.0))
             alerts.append(Alert(
                 rule=spec, source_ip=r.src_ip, message=message, evidence=evidence, score=score,
                 destination_ip=dst, timestamp=r.first_ts, related=others,
-                example_port=None if r.port != r.port else int(r.port),
+                example_port=_port(r.port) if _port(r.port) >= 0 else None,
                 details={"beacon": {k: round(float(getattr(r, k)), 3)
                                     for k in ("score", "timing", "size", "histogram", "duration", "gap_regularity")},
+                         "rhythmic": bool(r.rhythmic),
                          "gap_median_seconds": round(float(r.gap_med), 1),
                          "bytes_up_median": round(float(r.size_med), 1),
                          "span_seconds": round(span_s, 1),
-                         "other_hosts_not_beaconing": others_all[:20]},
+                         "hosts_using_destination_today": int(r.dst_hosts)},
             ))
     return alerts
 
@@ -397,11 +476,20 @@ def common_beacon(ctx, spec) -> list[Alert]:
 
 @rule("botnet.coordinated_group")
 def coordinated_group(ctx, spec) -> list[Alert]:
-    """Components of the graph whose edges are mutual new peer links and co-beaconing to a new,
-    rare destination; every member that takes part actively is alerted."""
+    """Connected components of the graph whose edges are (a) mutual new peer links, (b) beaconing
+    to the same new, rare external destination, (c) polling the same new internal peer on a
+    timer; every host that takes part actively (initiates) is alerted, the others in related."""
     links = _lasting(_new_peer_links(ctx, spec.t("peer_service_min_pairs")), spec)
     mutual = links[links.mutual] if len(links) else links
-    bs, groups = _beacons(ctx, spec)
+    th = {k: spec.t(k) for k in BEACON_KEYS}
+    bs, ext_groups = _beacons(ctx, spec)
+    rh = _internal_rhythm(ctx, spec, th)
+    int_groups = {}
+    if len(rh):
+        max_hosts = max(spec.t("max_prevalence") * _active_hosts(ctx), spec.t("min_hosts"))
+        rh = rh.copy()
+        int_groups = {d: m for d, m in _group_verdict(rh, th).items()
+                      if int(rh[rh.dst_ip == d].dst_hosts.iloc[0]) <= max_hosts}
     parent: dict = {}
 
     def find(x):
@@ -417,65 +505,91 @@ def coordinated_group(ctx, spec) -> list[Alert]:
 
     for a, b in zip(mutual.src_ip, mutual.dst_ip):
         union(a, b)
-    for members in groups.values():
-        for m in members[1:]:
+    for members in list(ext_groups.values()) + list(int_groups.values()):
+        for m in members:
             union(members[0], m)
     comps: dict = {}
     for x in list(parent):
         comps.setdefault(find(x), set()).add(x)
     alerts = []
     min_size = spec.t("min_group_size")
-    for root, members in comps.items():
+    for members in comps.values():
         if len(members) < min_size:
             continue
         members = sorted(members)
         mset = set(members)
         ml = mutual[mutual.src_ip.isin(mset)]
-        dsts = {d: m for d, m in groups.items() if mset & set(m)}
+        dsts = {d: m for d, m in ext_groups.items() if mset & set(m)}
+        hubs = {d: m for d, m in int_groups.items() if mset & set(m)}
         n_links = int(ml.pair.nunique()) if len(ml) else 0
         link_flows = int(ml.flows.sum()) if len(ml) else 0
         svcs = sorted({_svc(p, q) for p, q in zip(ml.proto, ml.port)})
+        hub_rows = rh[rh.dst_ip.isin(list(hubs)) & rh.src_ip.isin(mset) & rh.member] if hubs else rh.iloc[:0]
+        svcs_all = sorted(set(svcs) | {_svc(p, q) for p, q in zip(hub_rows.proto, hub_rows.port)})
         for host in members:
             hl = ml[(ml.src_ip == host) | (ml.dst_ip == host)]
-            hb = bs[(bs.src_ip == host) & bs.dst_ip.isin(list(dsts)) & bs.member] if len(bs) else bs
+            hb = bs[(bs.src_ip == host) & bs.dst_ip.isin(list(dsts)) & bs.member] if len(dsts) else bs.iloc[:0]
+            hh = hub_rows[hub_rows.src_ip == host]
             others = [m for m in members if m != host]
+            related = others + sorted(set(hubs) - mset)
             cues = []
             if len(hl):
-                cues.append(f"{hl.pair.nunique()} mutual new peer link(s) on {', '.join(sorted({_svc(p, q) for p, q in zip(hl.proto, hl.port)}))} "
+                hs = sorted({_svc(p, q) for p, q in zip(hl.proto, hl.port)})
+                cues.append(f"{hl.pair.nunique()} mutual new peer link(s) on {', '.join(hs)} "
                             f"({int(hl.flows.sum())} flows)")
             if len(hb):
-                cues.append(f"beacons to new destination(s) {', '.join(sorted(hb.dst_ip))} shared with the group")
+                r0 = hb.sort_values("score").iloc[-1]
+                cues.append(f"beacons to new destination {r0.dst_ip}{_where(ctx, r0.dst_ip)} every ~{_dur(r0.gap_med)} "
+                            f"like {len(dsts[r0.dst_ip]) - 1} other member(s)")
+            if len(hh):
+                r0 = hh.sort_values("score").iloc[-1]
+                cues.append(f"polls new internal peer {r0.dst_ip} on {_svc(r0.proto, r0.port)} "
+                            f"every ~{_dur(r0.gap_med)} "
+                            f"like {len(hubs[r0.dst_ip]) - 1} other member(s)")
+            if not cues:
+                continue  # only receives connections inside the group (e.g. the hub): listed, not alerted
+            base = []
+            if svcs:
+                base.append("no link among them on " + ", ".join(svcs))
+            if hubs:
+                base.append("none of them talked to " + ", ".join(
+                    f"{d} on {', '.join(sorted({_svc(p, q) for p, q in zip(g.proto, g.port)}))}"
+                    for d, g in hub_rows.groupby("dst_ip")))
+            if dsts:
+                base.append("no host used " + ", ".join(sorted(dsts)))
             message = (f"member of a group of {len(members)} internal hosts acting together "
-                       f"({_list(others)} and this one): {'; '.join(cues)}; baseline day: no link among "
-                       f"them on these services and no host used {'these destinations' if dsts else 'them'}")
+                       f"(with {_list(others)}): {'; '.join(cues)}; baseline day: {' and '.join(base)}")
             evidence = [
-                Evidence("hosts in the group (connected by new mutual links or a shared new beacon destination)",
+                Evidence("hosts in the group (new mutual links, a shared new beacon destination or internal peer)",
                          "hosts", observed=len(members), baseline=0, threshold=min_size),
                 Evidence("mutual new peer links inside the group", "links", observed=n_links, baseline=0),
                 Evidence("flows on the group's new peer links", "flows", observed=link_flows, baseline=0,
                          threshold=spec.t("min_link_flows")),
                 Evidence("new external destinations the group beacons to", "destinations", observed=len(dsts),
                          baseline=0),
+                Evidence("new internal peers the group polls on a timer", "hosts", observed=len(hubs), baseline=0),
             ]
-            if len(hb):
-                evidence.append(Evidence("the host's beacon score to the shared destination", "score",
-                                         observed=round(float(hb.score.max()), 3), threshold=spec.t("min_score")))
-            score = (_sat(len(members), 1, 6) + (1.0 if len(dsts) and n_links else 0.6)
-                     + _sat(max(link_flows, 1), spec.t("min_link_flows"), 50 * spec.t("min_link_flows"))
-                     * (1 if n_links else 0) + (float(hb.score.max()) if len(hb) else 0.0)) / 3
+            rhythm = [float(x) for x in list(hb.score) + list(hh.score)]
+            if rhythm:
+                evidence.append(Evidence("the host's beacon score to the shared destination (RITA-style)", "score",
+                                         observed=round(max(rhythm), 3), threshold=spec.t("min_score")))
+            score = (_sat(len(members), 1, 6) + min(1.0, 0.4 + 0.3 * len(cues))
+                     + (max(rhythm) if rhythm else _sat(max(link_flows, 1), spec.t("min_link_flows"),
+                                                         50 * spec.t("min_link_flows")))) / 3
             own = hl[hl.src_ip == host].sort_values("flows")
             if len(own):
-                dst, port = str(own.iloc[-1].dst_ip), int(own.iloc[-1].port)
-            elif len(hb):
-                dst = str(hb.iloc[0].dst_ip)
-                port = int(hb.iloc[0].port) if hb.iloc[0].port == hb.iloc[0].port else None
+                dst, port = str(own.iloc[-1].dst_ip), _port(own.iloc[-1].port)
             else:
-                dst, port = None, None
-            ts = min([t for t in (hl.first_ts.min() if len(hl) else None, hb.first_ts.min() if len(hb) else None)
-                      if t is not None and t == t], default=None)
+                r0 = (hb if len(hb) else hh).iloc[0]
+                dst = str(r0.dst_ip)
+                port = _port(r0.port)
+            ts = [t for t in (hl.first_ts.min() if len(hl) else None, hb.first_ts.min() if len(hb) else None,
+                              hh.first_ts.min() if len(hh) else None) if t is not None and t == t]
             alerts.append(Alert(
                 rule=spec, source_ip=host, message=message, evidence=evidence, score=min(1.0, score),
-                destination_ip=dst, timestamp=ts, related=others, example_port=port,
-                details={"group": members, "peer_services": svcs, "beacon_destinations": sorted(dsts)},
+                destination_ip=dst, timestamp=min(ts) if ts else None, related=related,
+                example_port=port if port is not None and port >= 0 else None,
+                details={"group": members, "peer_services": svcs_all, "beacon_destinations": sorted(dsts),
+                         "polled_internal_peers": sorted(hubs)},
             ))
     return alerts

@@ -26,7 +26,7 @@ is left to the exfiltration rules (thresholds `tunnel_query_ratio`, `tunnel_volu
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..alerts import Alert, Evidence
 from ..network import INTERNAL_EXTERNAL, INTERNAL_INTERNAL
@@ -44,6 +44,7 @@ class DnsBaseline:
     dns_servers: set              # internal servers offering port 53
     resolver_hosts: set           # hosts exempt: DNS servers and forwarders learned from the baseline
     established: set              # resolvers the network uses (DNS servers + shared by several hosts)
+    seen: set                     # every address any internal host (forwarders included) queried on 53
     host_resolvers: dict          # host -> set of resolvers it used on the baseline day
     pair_flows: dict              # (host, resolver) -> baseline DNS flows
     host_dns_flows: dict          # host -> baseline DNS flows
@@ -54,8 +55,18 @@ class DnsBaseline:
     dns_share: float              # the network's share of DNS in its hosts' flows
     host_dns_up_median: float     # the median client's DNS bytes sent on the baseline day
     clients: int                  # hosts that used DNS on the baseline day
-    forwarder_threshold: float = 0.0
-    notes: list = field(default_factory=list)
+    forwarder_threshold: float    # distinct port-53 destinations from which a host is a resolver
+
+
+def _t(spec, name: str) -> float:
+    """A numeric threshold (a user file may spell 1e9 so that YAML reads it as text)."""
+    v = spec.t(name)
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        from ..errors import UsageError
+
+        raise UsageError(f"rule {spec.id}: threshold '{name}' must be a number, not {v!r}") from None
 
 
 def _cache(ctx) -> dict:
@@ -68,8 +79,8 @@ def _cache(ctx) -> dict:
 
 def dns_baseline(ctx, spec) -> DnsBaseline:
     """Learn the DNS habits of the network from the baseline tables (small, pandas)."""
-    key = ("baseline", spec.t("forwarder_min_destinations"), spec.t("forwarder_z"),
-           spec.t("established_min_hosts"), spec.t("established_min_share"))
+    key = ("baseline", _t(spec, "forwarder_min_destinations"), _t(spec, "forwarder_z"),
+           _t(spec, "established_min_hosts"), _t(spec, "established_min_share"))
     cache = _cache(ctx)
     if key in cache:
         return cache[key]
@@ -80,19 +91,21 @@ def dns_baseline(ctx, spec) -> DnsBaseline:
         edges = pd.DataFrame(columns=["src_ip", "dst_ip", "proto", "port", "traffic_class", "flows", "up_bytes"])
     dns = edges[(edges.port == DNS_PORT) & edges.traffic_class.isin(_FROM_INTERNAL)]
     dns = dns[_mask(dns, [ctx.model.is_unicast_host(ip) for ip in dns.dst_ip])]
+    # one row per (host, resolver), UDP and TCP together
+    dns = dns.groupby(["src_ip", "dst_ip"], as_index=False)[["flows", "up_bytes"]].sum(min_count=1)
     dns_servers = {ip for ip, _proto, port in ctx.server_services if port == DNS_PORT}
 
     # Forwarders / recursors: a host querying many distinct addresses on port 53 is a resolver.
     per_host_dst = dns.groupby("src_ip").dst_ip.nunique() if len(dns) else pd.Series(dtype=float)
-    fence = upper_fence(per_host_dst.values, spec.t("forwarder_z")) if len(per_host_dst) else math.inf
-    fwd_thr = max(float(spec.t("forwarder_min_destinations")), fence)
+    fence = upper_fence(per_host_dst.values, _t(spec, "forwarder_z")) if len(per_host_dst) else math.inf
+    fwd_thr = max(float(_t(spec, "forwarder_min_destinations")), fence)
     forwarders = set(per_host_dst[per_host_dst >= fwd_thr].index)
     resolver_hosts = dns_servers | forwarders
 
     clients = dns[~dns.src_ip.isin(resolver_hosts)]
     users = clients.groupby("dst_ip").src_ip.nunique() if len(clients) else pd.Series(dtype=float)
     n_clients = int(clients.src_ip.nunique()) if len(clients) else 0
-    need = max(float(spec.t("established_min_hosts")), spec.t("established_min_share") * n_clients)
+    need = max(float(_t(spec, "established_min_hosts")), _t(spec, "established_min_share") * n_clients)
     established = dns_servers | set(users[users >= need].index)
 
     per_edge = clients.up_bytes / clients.flows.clip(lower=1)
@@ -105,6 +118,7 @@ def dns_baseline(ctx, spec) -> DnsBaseline:
         dns_servers=dns_servers,
         resolver_hosts=resolver_hosts,
         established=established,
+        seen=set(dns.dst_ip),
         host_resolvers={h: set(g) for h, g in clients.groupby("src_ip").dst_ip} if len(clients) else {},
         pair_flows={(s, d): int(f) for s, d, f in zip(clients.src_ip, clients.dst_ip, clients.flows)},
         host_dns_flows={h: int(v) for h, v in hd.flows.items()},
@@ -125,11 +139,11 @@ def dns_today(ctx):
     """Test-day DNS conversations of internal hosts: per (src, dst), in the engine, then pandas."""
     cache = _cache(ctx)
     if "today" not in cache:
-        e = ctx.edges
+        e = ctx.edge_hours
         t = e.filter((e.port == DNS_PORT) & e.traffic_class.isin(list(_FROM_INTERNAL)))
         t = t.group_by("src_ip", "dst_ip").aggregate(
             flows=t.flows.sum(), up_bytes=t.up_bytes.sum(), down_bytes=t.down_bytes.sum(),
-            first_ts=t.first_ts.min(), last_ts=t.last_ts.max(), hours=t.hours.max(),
+            first_ts=t.first_ts.min(), last_ts=t.last_ts.max(), hours=t.hour.nunique(),
         )
         df = t.to_pandas()
         df = df[_mask(df, [ctx.model.is_unicast_host(ip) for ip in df.dst_ip])].reset_index(drop=True)
@@ -144,6 +158,19 @@ def _mask(df, values):
     return np.asarray(values, dtype=bool).reshape(len(df))
 
 
+def exempt_hosts(ctx, spec, b: DnsBaseline) -> set:
+    """Hosts never judged: the baseline's DNS servers and forwarders, and any internal address
+    that several internal hosts query on port 53 today (a resolver; its upstream queries are
+    forwarding, not C&C)."""
+    today = dns_today(ctx)
+    internal = today[_mask(today, [bool(ctx.ip_info.loc[d].internal) if d in ctx.ip_info.index else False
+                                   for d in today.dst_ip])]
+    users = internal.groupby("dst_ip").src_ip.nunique()
+    n_clients = today.src_ip.nunique()
+    need = max(_t(spec, "established_min_hosts"), _t(spec, "established_min_share") * n_clients)
+    return b.resolver_hosts | set(users[users >= need].index)
+
+
 def _dns_flows(ctx):
     f = ctx.flows
     return f.filter((f.port == DNS_PORT) & f.src_internal)
@@ -156,21 +183,72 @@ def _pairs_table(ctx, df):
                                                       preserve_index=False))
 
 
-def _beacons(ctx, flows, pairs_df, spec) -> dict:
-    """(src, dst) -> beacon_score dict (+ median gap), for the given pairs, computed in the engine."""
+def _events(flows):
+    """DNS flows of a pair collapsed to one event per second (a lookup often sends A and AAAA
+    queries, or retries, within the same second: one poll, as RITA counts unique timestamps)."""
+    sec = flows.ts.epoch_seconds().floor()  # some engines return fractional seconds
+    g = flows.mutate(sec=sec).group_by("src_ip", "dst_ip", "sec")
+    return g.aggregate(ts=flows.ts.min(), hour=flows.hour.min(), up_bytes=flows.up_bytes.sum())
+
+
+def _beacons(ctx, flows, pairs_df) -> dict:
+    """(src, dst) -> beacon_score dict + median gap, gap dispersion and its chance under random
+    (Poisson) arrivals, for the given pairs; the statistics are computed in the engine."""
     if pairs_df is None or len(pairs_df) == 0:
         return {}
-    st = beacon_stats(flows, _pairs_table(ctx, pairs_df), ctx.engine)
+    st = beacon_stats(_events(flows), _pairs_table(ctx, pairs_df), ctx.engine)
     day = ctx.span[2]
     out = {}
     for row in st.itertuples(index=False):
         if row.n < 3:
             continue
         b = beacon_score(row, day)
-        b["gap_median_s"] = float(row.gap_med) if row.gap_med == row.gap_med else None
+        ok = row.gap_med == row.gap_med and row.gap_med > 0
+        b["gap_median_s"] = float(row.gap_med) if ok else None
+        b["gap_dispersion"] = float(row.gap_mad / row.gap_med) if ok else None
         b["events"] = int(row.n)
         out[(row.src_ip, row.dst_ip)] = b
     return out
+
+
+_NO_BEACON = {"score": 0.0, "timing": 0.0, "gap_median_s": None, "gap_dispersion": None, "rhythm_p": 1.0,
+              "events": 0}
+_NULL: dict[int, object] = {}
+_NULL_SIMS = 20000
+_NULL_GRID = (*range(2, 21), 24, 28, 32, 40, 48, 56, 64, 80, 96, 128, 160, 200)
+
+
+def poisson_dispersion_p(dispersion: float | None, gaps: int) -> float:
+    """Chance that `gaps` gaps between random (Poisson) events are as regular as observed:
+    the share of simulated exponential gap sets whose MAD/median is at most `dispersion`.
+    Ordinary DNS follows the user and is at least as irregular as random arrivals (MAD/median
+    about 0.69); a timer gives a small dispersion. Deterministic (seeded). Gap counts are rounded
+    down to a grid of simulated tables, which is conservative: the null only narrows with n."""
+    import numpy as np
+
+    if dispersion is None or dispersion != dispersion or gaps < 2:
+        return 1.0
+    k = max(g for g in _NULL_GRID if g <= gaps)
+    sims = _NULL.get(k)
+    if sims is None:
+        rng = np.random.default_rng(1000 + k)
+        x = rng.exponential(1.0, (_NULL_SIMS, k))
+        med = np.median(x, axis=1)
+        sims = np.sort(np.median(np.abs(x - med[:, None]), axis=1) / med)
+        _NULL[k] = sims
+    return float((np.searchsorted(sims, dispersion, side="right") + 1) / (len(sims) + 1))
+
+
+def _rhythm_p(bs: dict) -> float:
+    """The chance of the pair's gap regularity under random arrivals (computed once, on demand)."""
+    if "rhythm_p" not in bs:
+        bs["rhythm_p"] = poisson_dispersion_p(bs.get("gap_dispersion"), bs.get("events", 0) - 1)
+    return bs["rhythm_p"]
+
+
+def _regular(bs: dict, spec) -> bool:
+    """A C&C rhythm: RITA's beacon score AND gaps too regular to be chance."""
+    return bs["score"] >= _t(spec, "beacon_score") and _rhythm_p(bs) <= _t(spec, "rhythm_alpha")
 
 
 def _tunnel_like(b: DnsBaseline, host: str, query_bytes: float, host_up_today: float, spec) -> tuple[bool, float, float]:
@@ -178,19 +256,10 @@ def _tunnel_like(b: DnsBaseline, host: str, query_bytes: float, host_up_today: f
     q_ratio = query_bytes / b.query_bytes if b.query_bytes and b.query_bytes == b.query_bytes else 0.0
     base_up = b.host_dns_up.get(host) or b.host_dns_up_median or 0.0
     v_ratio = host_up_today / base_up if base_up else math.inf
-    return (q_ratio >= spec.t("tunnel_query_ratio") and v_ratio >= spec.t("tunnel_volume_ratio")), q_ratio, v_ratio
+    return (q_ratio >= _t(spec, "tunnel_query_ratio") and v_ratio >= _t(spec, "tunnel_volume_ratio")), q_ratio, v_ratio
 
 
 # --- formatting ----------------------------------------------------------------------------------
-
-def _fmt_bytes(n) -> str:
-    n = float(n or 0)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1000
-    return f"{n}"
-
 
 def _where(ctx, ip) -> str:
     g = ctx.geo(ip)
@@ -236,31 +305,36 @@ def new_resolver(ctx, spec) -> list[Alert]:
         return []
     host_up_today = today.groupby("src_ip").up_bytes.sum().to_dict()
     users_today = today.groupby("dst_ip").src_ip.nunique().to_dict()
-    active_clients = max(int(today[~today.src_ip.isin(b.resolver_hosts)].src_ip.nunique()), 1)
+    exempt = exempt_hosts(ctx, spec, b)
+    active_clients = max(int(today[~today.src_ip.isin(exempt)].src_ip.nunique()), 1)
 
-    c = today[~today.src_ip.isin(b.resolver_hosts) & ~today.dst_ip.isin(b.established)
+    c = today[~today.src_ip.isin(exempt) & ~today.dst_ip.isin(b.established)
               & (today.src_ip != today.dst_ip)]
     c = c[_mask(c, [d not in b.host_resolvers.get(s, ()) for s, d in zip(c.src_ip, c.dst_ip)])]
-    c = c[(c.flows >= spec.t("min_flows")) & (c.hours >= spec.t("min_hours"))]
+    c = c[(c.flows >= _t(spec, "min_flows")) & (c.hours >= _t(spec, "min_hours"))]
     # A resolver most of the network switched to today is a change of configuration, not C&C.
-    c = c[_mask(c, [users_today.get(d, 0) < spec.t("network_change_share") * active_clients for d in c.dst_ip])]
+    c = c[_mask(c, [users_today.get(d, 0) < _t(spec, "network_change_share") * active_clients for d in c.dst_ip])]
     if len(c) == 0:
         return []
-    beacons = _beacons(ctx, _dns_flows(ctx), c, spec)
+    beacons = _beacons(ctx, _dns_flows(ctx), c)
 
     found: dict[str, list] = {}
     for r in c.itertuples(index=False):
         internal = bool(ctx.ip_info.loc[r.dst_ip].internal) if r.dst_ip in ctx.ip_info.index else False
-        bs = beacons.get((r.src_ip, r.dst_ip), {"score": 0.0, "timing": 0.0, "gap_median_s": None})
-        periodic = bs["score"] >= spec.t("beacon_score")
-        if internal and not periodic:
-            continue  # an internal address answering on 53 is only suspicious with a C&C rhythm
+        seen = r.dst_ip in b.seen
+        bs = beacons.get((r.src_ip, r.dst_ip), _NO_BEACON)
+        periodic = _regular(bs, spec)
+        if (internal or seen or not b.clients) and not periodic:
+            # an internal address answering on 53, a resolver a few hosts (or a forwarder) already
+            # used on the baseline day, or any resolver when the baseline day had no DNS to learn
+            # from, is only suspicious with a C&C rhythm
+            continue
         qbytes = r.up_bytes / max(r.flows, 1)
         tunnel, q_ratio, v_ratio = _tunnel_like(b, r.src_ip, qbytes, host_up_today.get(r.src_ip, 0.0), spec)
         if tunnel:
             continue  # volume: DNS tunnelling, the exfiltration rules' business
         persistence = min(1.0, r.hours / 12.0)
-        score = 0.35 * (0.0 if internal else 1.0) + 0.4 * bs["score"] + 0.25 * persistence
+        score = 0.35 * (0.0 if internal or seen else 1.0) + 0.4 * bs["score"] + 0.25 * persistence
         found.setdefault(r.src_ip, []).append((score, r, bs, internal, q_ratio))
 
     alerts = []
@@ -270,9 +344,13 @@ def new_resolver(ctx, spec) -> list[Alert]:
         own = sorted(b.host_resolvers.get(src, ()))
         known = sorted(b.established)
         rhythm = (f"; regular, every ~{_fmt_gap(bs['gap_median_s'])} (beacon score {bs['score']:.2f})"
-                  if bs["score"] >= spec.t("beacon_score") else "")
+                  if _regular(bs, spec) else "")
+        users = b.resolver_users.get(r.dst_ip, 0)
+        novelty = ("a resolver no host used on the baseline day" if r.dst_ip not in b.seen
+                   else f"a resolver only {users} host(s) used on the baseline day" if users
+                   else "an address only a resolver queried on the baseline day")
         msg = (f"sent {int(r.flows):,} DNS queries over {int(r.hours)} h to {r.dst_ip}{_where(ctx, r.dst_ip)}, "
-               f"a resolver no host used on the baseline day (its usual: {', '.join(own) or 'none, new host'}; "
+               f"{novelty} (its usual: {', '.join(own) or 'none, new host'}; "
                f"the network's: {', '.join(known[:4]) or 'none'}){rhythm}")
         if len(items) > 1:
             msg += f"; {len(items) - 1} more new resolver(s)"
@@ -280,19 +358,22 @@ def new_resolver(ctx, spec) -> list[Alert]:
             Evidence("DNS resolvers used", "addresses", observed=[x[1].dst_ip for x in items],
                      baseline=own, reference=known),
             Evidence(f"DNS flows to {r.dst_ip}", "flows", observed=int(r.flows), baseline=0,
-                     reference=b.resolver_users.get(r.dst_ip, 0), threshold=spec.t("min_flows")),
+                     reference=b.resolver_users.get(r.dst_ip, 0), threshold=_t(spec, "min_flows")),
             Evidence("hours with DNS to the new resolver", "hours", observed=int(r.hours), baseline=0,
-                     threshold=spec.t("min_hours")),
+                     threshold=_t(spec, "min_hours")),
             Evidence("beacon score of the conversation", "score", observed=round(bs["score"], 3),
-                     threshold=spec.t("beacon_score")),
+                     threshold=_t(spec, "beacon_score")),
+            Evidence("chance of so regular gaps under random arrivals", "probability",
+                     observed=float(f"{_rhythm_p(bs):.3g}"), threshold=_t(spec, "rhythm_alpha")),
             Evidence("bytes sent per DNS query", "bytes", observed=round(r.up_bytes / max(r.flows, 1), 1),
                      reference=round(b.query_bytes, 1),
-                     threshold=round(spec.t("tunnel_query_ratio") * b.query_bytes, 1)),
+                     threshold=round(_t(spec, "tunnel_query_ratio") * b.query_bytes, 1)),
         ]
         alerts.append(Alert(
             rule=spec, source_ip=src, destination_ip=r.dst_ip, message=msg, evidence=ev, score=score,
             timestamp=_ts(r.first_ts), related=[x[1].dst_ip for x in items[1:]], example_port=DNS_PORT,
             details={"beacon": {k: v for k, v in bs.items() if k != "hist"}, "external": not internal,
+                     "seen_on_baseline_day": r.dst_ip in b.seen,
                      "resolver_users_today": users_today.get(r.dst_ip, 0), "query_size_ratio": round(q_ratio, 2)},
         ))
     return alerts
@@ -307,47 +388,54 @@ def periodic_dns(ctx, spec) -> list[Alert]:
     if len(today) == 0:
         return []
     host_up_today = today.groupby("src_ip").up_bytes.sum().to_dict()
-    pop = today[~today.src_ip.isin(b.resolver_hosts) & (today.flows >= spec.t("min_events"))
-                & (today.hours >= spec.t("min_hours"))]
+    pop = today[~today.src_ip.isin(exempt_hosts(ctx, spec, b)) & (today.flows >= _t(spec, "min_events"))
+                & (today.hours >= _t(spec, "min_hours"))]
     if len(pop) == 0:
         return []
     # Beacon statistics of every sizeable DNS conversation: the peers the candidates are judged against.
-    beacons = _beacons(ctx, _dns_flows(ctx), pop, spec)
+    beacons = _beacons(ctx, _dns_flows(ctx), pop)
     timings = [v["timing"] for v in beacons.values()]
-    fence = upper_fence(timings, spec.t("peer_z"), log=False) if len(timings) >= 5 else 0.0
-    timing_thr = min(max(spec.t("min_timing"), fence), 1.0)
+    fence = upper_fence(timings, _t(spec, "peer_z"), log=False) if len(timings) >= _t(spec, "min_peers") else 0.0
 
     alerts = []
     for r in pop.itertuples(index=False):
         bs = beacons.get((r.src_ip, r.dst_ip))
-        if bs is None:
+        if bs is None or bs["events"] < _t(spec, "min_events"):
             continue
         base_pair = b.pair_flows.get((r.src_ip, r.dst_ip), 0)
-        if r.flows < spec.t("new_ratio") * base_pair:
+        if r.flows < _t(spec, "new_ratio") * base_pair:
             continue  # the host's usual conversation with its resolver at its usual rate
-        if bs["score"] < spec.t("beacon_score") or bs["timing"] < timing_thr:
+        if not _regular(bs, spec) or bs["timing"] <= fence:
             continue
         tunnel, q_ratio, v_ratio = _tunnel_like(b, r.src_ip, r.up_bytes / max(r.flows, 1),
                                                 host_up_today.get(r.src_ip, 0.0), spec)
         if tunnel:
             continue
-        score = min(1.0, (bs["score"] - spec.t("beacon_score")) / max(1e-9, 1 - spec.t("beacon_score")))
+        thr = _t(spec, "beacon_score")
+        surprise = min(1.0, -math.log10(max(bs["rhythm_p"], 1e-12)) / 4.3)  # 4.3: the null table's floor
+        score = 0.5 * min(1.0, (bs["score"] - thr) / max(1e-9, 1 - thr)) + 0.5 * surprise
         new = base_pair == 0
-        msg = (f"queried {r.dst_ip}{_where(ctx, r.dst_ip)} on port 53 {int(r.flows):,} times over {int(r.hours)} h "
-               f"at a regular rhythm (every ~{_fmt_gap(bs['gap_median_s'])}, beacon score {bs['score']:.2f}, "
-               f"timing {bs['timing']:.2f} vs the network's DNS conversations' fence {timing_thr:.2f}); "
+        msg = (f"queried {r.dst_ip}{_where(ctx, r.dst_ip)} on port 53 at a regular rhythm: {bs['events']:,} polls "
+               f"over {int(r.hours)} h, every ~{_fmt_gap(bs['gap_median_s'])} (gap dispersion "
+               f"{bs['gap_dispersion']:.2f} vs ~0.69 for random lookups, chance {bs['rhythm_p']:.1g}; "
+               f"beacon score {bs['score']:.2f}, timing {bs['timing']:.2f} vs the network's DNS "
+               f"conversations' fence {fence:.2f}); "
                + ("a conversation absent from its baseline day" if new
-                  else f"baseline day: {base_pair:,} flows"))
+                  else f"{int(r.flows):,} flows vs {base_pair:,} on its baseline day"))
         ev = [
             Evidence("beacon score of the DNS conversation", "score", observed=round(bs["score"], 3),
-                     threshold=spec.t("beacon_score")),
+                     threshold=thr),
+            Evidence("gap dispersion (MAD / median gap)", "ratio", observed=round(bs["gap_dispersion"], 3),
+                     reference=0.69),
+            Evidence("chance of so regular gaps under random arrivals", "probability",
+                     observed=float(f"{_rhythm_p(bs):.3g}"), threshold=_t(spec, "rhythm_alpha")),
             Evidence("timing regularity (RITA)", "score", observed=round(bs["timing"], 3),
-                     reference=round(fence, 3) if fence == fence else None, threshold=round(timing_thr, 3)),
-            Evidence("median gap between DNS flows", "seconds",
+                     reference=round(fence, 3), threshold=round(fence, 3)),
+            Evidence("median gap between polls", "seconds",
                      observed=round(bs["gap_median_s"], 1) if bs["gap_median_s"] is not None else None),
             Evidence(f"DNS flows to {r.dst_ip}", "flows", observed=int(r.flows), baseline=int(base_pair),
-                     threshold=spec.t("min_events")),
-            Evidence("hours with DNS to it", "hours", observed=int(r.hours), threshold=spec.t("min_hours")),
+                     threshold=round(_t(spec, "new_ratio") * base_pair, 1) if base_pair else _t(spec, "min_events")),
+            Evidence("hours with DNS to it", "hours", observed=int(r.hours), threshold=_t(spec, "min_hours")),
         ]
         alerts.append(Alert(
             rule=spec, source_ip=r.src_ip, destination_ip=r.dst_ip, message=msg, evidence=ev, score=score,
@@ -384,7 +472,7 @@ def dns_silent_hours(ctx, spec) -> list[Alert]:
     hh = ctx.base_df("host_hours")
     if hh is None or len(hh) == 0:
         return []
-    margin = int(spec.t("margin_hours"))
+    margin = int(_t(spec, "margin_hours"))
     # The host's usual hours: active on the baseline day, widened by the margin (start/end vary
     # from day to day). Everything else is silence.
     active = hh[hh.flows > 0].groupby("src_ip").hour.apply(lambda s: sorted(set(int(h) for h in s)))
@@ -416,16 +504,16 @@ def dns_silent_hours(ctx, spec) -> list[Alert]:
 
     per = silent.groupby("src_ip").agg(d=("dns_flows", "sum"), n=("flows", "sum"), dns_up=("dns_up", "sum"),
                                        cells=("hour", "nunique"))
-    per = per[(per.d >= spec.t("min_flows")) & ~per.index.isin(b.resolver_hosts)]
+    per = per[(per.d >= _t(spec, "min_flows")) & ~per.index.isin(exempt_hosts(ctx, spec, b))]
     if len(per) == 0:
         return []
     cand = []
     for host, r in per.iterrows():
         base_known = host in usual
         p = (b.host_dns_flows.get(host, 0) / b.host_flows[host]) if base_known and b.host_flows.get(host) else b.dns_share
-        p = min(max(p if p == p else 0.5, spec.t("min_dns_share")), 0.99)
+        p = min(max(p if p == p else 0.5, _t(spec, "min_dns_share")), 0.99)
         pval = binomial_tail(int(r.d), int(r.n), p)
-        if pval > spec.t("alpha"):
+        if pval > _t(spec, "alpha"):
             continue
         cand.append((host, r, p, pval, base_known))
     if not cand:
@@ -437,7 +525,7 @@ def dns_silent_hours(ctx, spec) -> list[Alert]:
     f = _dns_flows(ctx)
     f = f.filter(f.traffic_class.isin(list(_FROM_INTERNAL))).semi_join(cells_t, ["src_ip", "hour"])
     per_pair = f.group_by("src_ip", "dst_ip").aggregate(n=f.count(), first_ts=f.ts.min(), last_ts=f.ts.max()).to_pandas()
-    beacons = _beacons(ctx, f, per_pair, spec)
+    beacons = _beacons(ctx, f, per_pair)
     today = dns_today(ctx)
     host_up_today = today.groupby("src_ip").up_bytes.sum().to_dict()
 
@@ -447,16 +535,19 @@ def dns_silent_hours(ctx, spec) -> list[Alert]:
         if len(pairs) == 0:
             continue
         top = pairs.iloc[0]
+        span_min = (pairs.last_ts.max() - pairs.first_ts.min()).total_seconds() / 60.0
+        if span_min < _t(spec, "min_span_minutes"):
+            continue  # one burst of lookups (a machine waking up), not a poll kept up
         tunnel, q_ratio, v_ratio = _tunnel_like(b, host, r.dns_up / max(r.d, 1), host_up_today.get(host, 0.0), spec)
         if tunnel:
-            continue
-        bs = beacons.get((host, top.dst_ip), {"score": 0.0, "timing": 0.0, "gap_median_s": None})
+            continue  # volume: DNS tunnelling, the exfiltration rules' business
+        bs = beacons.get((host, top.dst_ip), _NO_BEACON)
         hours = sorted(silent[silent.src_ip == host].hour.astype(int).unique())
         usual_h = sorted(set(active.get(host, []))) if base_known else []
         surprise = min(1.0, -math.log10(max(pval, 1e-300)) / 12.0)
         score = 0.5 * surprise + 0.5 * bs["timing"]
         rhythm = (f", regular every ~{_fmt_gap(bs['gap_median_s'])} (timing {bs['timing']:.2f})"
-                  if bs["timing"] >= spec.t("regular_timing") else "")
+                  if bs["timing"] >= _t(spec, "regular_timing") else "")
         when = (f"active {_hours_text(usual_h)} on the baseline day" if base_known
                 else f"a new host; the network is quiet {_hours_text(quiet)}")
         msg = (f"sent {int(r.d):,} DNS queries to {top.dst_ip}{_where(ctx, top.dst_ip)} at {_hours_text(hours)}, "
@@ -464,15 +555,17 @@ def dns_silent_hours(ctx, spec) -> list[Alert]:
                f"(DNS share {r.d / r.n:.0%} vs {p:.0%} of its usual traffic){rhythm}")
         ev = [
             Evidence("DNS flows in the host's silent hours", "flows", observed=int(r.d), baseline=0,
-                     threshold=spec.t("min_flows")),
+                     threshold=_t(spec, "min_flows")),
             Evidence("DNS share of its traffic in those hours", "share", observed=round(r.d / r.n, 3),
                      baseline=round(p, 3)),
             Evidence("chance of that many DNS flows among them at its usual DNS share", "probability",
-                     observed=float(f"{pval:.3g}"), threshold=spec.t("alpha")),
+                     observed=float(f"{pval:.3g}"), threshold=_t(spec, "alpha")),
             Evidence("hours with DNS outside its usual hours", "hours", observed=hours, baseline=usual_h,
                      reference=quiet if not base_known else None),
+            Evidence("time from first to last of those DNS flows", "minutes", observed=round(span_min, 1),
+                     threshold=_t(spec, "min_span_minutes")),
             Evidence("timing regularity of that DNS (RITA)", "score", observed=round(bs["timing"], 3),
-                     threshold=spec.t("regular_timing")),
+                     threshold=_t(spec, "regular_timing")),
             Evidence("bytes sent per DNS query", "bytes", observed=round(r.dns_up / max(r.d, 1), 1),
                      reference=round(b.query_bytes, 1)),
         ]

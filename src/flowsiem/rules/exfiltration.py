@@ -123,8 +123,6 @@ def _ip_org_table(ctx):
 @rule("exfiltration.upload_volume")
 def upload_volume(ctx, spec) -> list[Alert]:
     """Uploads to one destination far above the host's own baseline and its peers'."""
-    import ibis
-
     base_edges = ctx.base("edges")
     hosts_df = ctx.base_df("hosts")
     if base_edges is None or hosts_df is None:
@@ -160,10 +158,13 @@ def upload_volume(ctx, spec) -> list[Alert]:
     base_totals = hosts_df[["ip"]].merge(
         bh.to_pandas().rename(columns={"src": "ip"}), on="ip", how="left").base_total.fillna(0)
     n_hosts = max(len(known), 1)
-    peer_median = _median(base_totals)                  # a typical host's whole day of external upload
-    peer_host_q = _quantile(base_totals, new_host_q)    # nearly every host's whole day
+    uploaders = base_totals[base_totals > 0]            # peers: hosts that upload at all (not printers, sensors)
+    peer_median = _median(uploaders)                    # a typical host's whole day of external upload
+    peer_host_q = _quantile(uploaders, new_host_q)      # nearly every host's whole day
     pair_q = _num(base.aggregate(q=base.base_up.quantile(peer_q)).to_pandas().q.iloc[0])
     rare_hosts = max(1.0, rare_share * n_hosts)
+    if pair_q <= 0 or peer_host_q <= 0:
+        return []  # the baseline has no upload byte counts: nothing to judge by
 
     hosts["base_total"] = hosts.base_total.fillna(0).astype(float)
     hosts["known"] = hosts.src_ip.isin(known)
@@ -250,7 +251,7 @@ def upload_volume(ctx, spec) -> list[Alert]:
             continue
         # cue 2: peers' uploads to one destination
         peer_thr = peer_ratio * float(r.pair_q)
-        if up < peer_thr:
+        if up < peer_thr or peer_thr <= 0:
             continue
         # cue 3: the destination -- new or rare for the network, or more than any host ever sent it
         new_net = r.sources == 0
@@ -303,9 +304,9 @@ def upload_volume(ctx, spec) -> list[Alert]:
             Evidence("upload above the host's baseline to this destination vs its whole-day external upload",
                      "bytes", observed=int(excess), baseline=int(base_total) if is_known else None,
                      reference=float(peer_median if is_known else peer_host_q), threshold=float(own_thr)),
-            Evidence("largest upload one host sent this destination on the baseline day", "bytes",
-                     observed=int(r.up), baseline=int(r.max_host_up),
-                     reference=int(r.sources), threshold=float(dest_thr) if r.max_host_up > 0 else None),
+            Evidence("upload to this destination today vs the largest one host sent it on the baseline day",
+                     "bytes", observed=int(r.up), baseline=int(r.max_host_up),
+                     threshold=float(dest_thr) if r.max_host_up > 0 else None),
             Evidence("hosts that used this destination", "hosts", observed=int(_num(r.users_today, 1)),
                      baseline=int(r.sources), reference=n_hosts, threshold=float(rare_hosts)),
             Evidence("host's total external upload", "bytes", observed=int(h.total),
@@ -349,6 +350,7 @@ def dns_tunnel(ctx, spec) -> list[Alert]:
     peer_excess = float(spec.t("peer_excess"))
     size_ratio = float(spec.t("size_ratio"))
     new_host_q = float(spec.t("new_host_quantile"))
+    volume_only_ratio = float(spec.t("volume_only_ratio"))
     base_edges = ctx.base("edges")
     if base_edges is None:
         return []
@@ -375,6 +377,8 @@ def dns_tunnel(ctx, spec) -> list[Alert]:
 
     peer_up_median = _median(bdf.base_up)              # a typical host's whole day of DNS upload
     peer_up_q = _quantile(bdf.base_up, new_host_q)     # nearly every host's whole day
+    if peer_up_q <= 0:
+        return []  # the baseline has no DNS byte counts (e.g. a capture without orig_bytes): nothing to judge by
     peer_flows_median = _median(bdf.base_flows)
     peer_query = _median(df.q50)                       # the network's typical query size today
     base_query = _median((bdf.base_up / bdf.base_flows.clip(lower=1)))
@@ -385,17 +389,27 @@ def dns_tunnel(ctx, spec) -> list[Alert]:
     cands = []
     for r in df.itertuples(index=False):
         up, q50 = float(r.up), _num(r.q50)
-        if q50 < size_thr:
+        if up <= 0:
             continue
-        has_base = r.base_up > 0 and r.src_ip in known
+        has_base = r.base_flows > 0 and r.src_ip in known
+        own_base = r.base_up if has_base else peer_up_median  # a host without DNS baseline: its peers'
         if has_base:
             vol_thr = max(own_ratio * r.base_up, r.base_up + peer_excess * peer_up_median)
         else:
             vol_thr = max(peer_up_q, peer_excess * peer_up_median)
-        if up < vol_thr:
+        # Long queries and a multiplied volume; or, whatever the query size, a volume so far past
+        # the host's own day and above nearly every peer's whole day that nothing ordinary explains it.
+        long_and_many = q50 >= size_thr and up >= vol_thr > 0
+        extreme_thr = max(volume_only_ratio * own_base, peer_up_q)
+        extreme = up >= extreme_thr > 0
+        if not (long_and_many or extreme):
             continue
-        score = (_ratio_score(up, vol_thr) + _ratio_score(q50, size_thr, span=4.0)) / 2
-        cands.append((r, has_base, vol_thr, score))
+        if long_and_many:
+            score = (_ratio_score(up, vol_thr) + _ratio_score(q50, size_thr, span=4.0)) / 2
+        else:
+            score = 0.5 * _ratio_score(up, extreme_thr)
+        cands.append((r, has_base, vol_thr if long_and_many else extreme_thr, score,
+                      "long queries, many more of them" if long_and_many else "DNS volume alone"))
     if not cands:
         return []
 
@@ -409,7 +423,7 @@ def dns_tunnel(ctx, spec) -> list[Alert]:
     net_resolvers = set((ctx.profile.get("hosts") or {}).get("resolvers") or []) | exempt
 
     alerts = []
-    for r, has_base, vol_thr, score in cands:
+    for r, has_base, vol_thr, score, why in cands:
         mine = per_res[per_res.src_ip == r.src_ip].sort_values("up", ascending=False)
         res_txt, top = [], None
         for x in mine.head(3).itertuples(index=False):
@@ -427,7 +441,7 @@ def dns_tunnel(ctx, spec) -> list[Alert]:
         own_q = r.base_up / r.base_flows if r.base_flows > 0 else None
         if has_base:
             base_txt = (f"its baseline day: {fmt_bytes(r.base_up)} in {int(r.base_flows):,} queries "
-                        f"({r.up / max(r.base_up, 1):.1f}x today)")
+                        f"(today {r.up / max(r.base_up, 1):.1f}x that)")
         else:
             base_txt = "no DNS from it on the baseline day (judged against its peers only)"
         msg = (f"sent {fmt_bytes(r.up)} in {int(r.flows):,} DNS queries (median {fmt_bytes(r.q50)} each) "
@@ -439,15 +453,16 @@ def dns_tunnel(ctx, spec) -> list[Alert]:
                      threshold=float(vol_thr)),
             Evidence("DNS flows", "flows", observed=int(r.flows),
                      baseline=int(r.base_flows) if has_base else None, reference=float(peer_flows_median)),
-            Evidence("median DNS query size (bytes sent per flow)", "bytes", observed=float(_num(r.q50)),
+            Evidence("DNS query size: today's median bytes sent per query (baseline: the host's mean "
+                     "on its baseline day; reference: the network's median today)", "bytes", observed=float(_num(r.q50)),
                      baseline=float(own_q) if own_q is not None else None, reference=float(peer_query),
                      threshold=float(size_thr)),
-            Evidence("resolvers used", "hosts", observed=int(r.resolvers)),
+            Evidence("resolvers used today", "addresses", observed=int(r.resolvers)),
         ]
         alerts.append(Alert(
             rule=spec, source_ip=r.src_ip, message=msg, evidence=ev, score=score, destination_ip=top,
             timestamp=r.first_ts if r.first_ts == r.first_ts else None, example_port=DNS_PORT,
-            details={"resolvers": mine.head(5).dst_ip.tolist(), "host_in_baseline": has_base,
+            details={"resolvers": mine.head(5).dst_ip.tolist(), "host_in_baseline": has_base, "cues": why,
                      "network_baseline_mean_query_bytes": base_query,
                      "first_ts": r.first_ts, "last_ts": r.last_ts},
         ))

@@ -31,6 +31,7 @@ from . import rule
 from .stats import MAD_TO_SIGMA
 
 DAY_HOURS = 24
+Z99 = 2.3263  # standard normal 99th percentile
 
 
 # --- shared features ----------------------------------------------------------------------------
@@ -93,30 +94,36 @@ class ClientFeatures:
     def n_ref(self) -> int:
         return len(self.ref)
 
-    def stat(self, name: str, fn):
+    def stat(self, name, fn):
+        """A reference statistic, computed once per key and shared by the rules."""
         if name not in self._stats:
             self._stats[name] = fn()
         return self._stats[name]
 
 
-def client_features(ctx, quiet_hour_share: float) -> ClientFeatures | None:
-    """The shared per-client feature table (cached on ctx per quiet_hour_share)."""
+def client_features(ctx, spec) -> ClientFeatures | None:
+    """The shared per-client feature table (cached on ctx per quiet_hour_share and min_clients,
+    the two knobs that shape it)."""
+    key = (float(spec.t("quiet_hour_share")), int(spec.t("min_clients")))
     cache = ctx.__dict__.setdefault("_external_features", {})
-    if quiet_hour_share not in cache:
-        cache[quiet_hour_share] = _build_features(ctx, quiet_hour_share)
-    return cache[quiet_hour_share]
+    if key not in cache:
+        cache[key] = _build_features(ctx, *key)
+    return cache[key]
 
 
-def _build_features(ctx, quiet_hour_share: float) -> ClientFeatures | None:
+def _build_features(ctx, quiet_hour_share: float, min_clients: int) -> ClientFeatures | None:
     import numpy as np
-    import pandas as pd
 
     t = ctx.servers
     if t is None:
         return None
     base = ctx.base_df("clients")
+    if base is not None and "internal" in base:
+        base = base[~base["internal"].fillna(False).astype(bool)]
     ps = (ctx.profile.get("public_servers") or {}).get("clients") or {}
-    if base is not None and len(base) and "quiet_hours" in ps:
+    # A clean servers day with too few external clients to be a population: judge today's clients
+    # against themselves instead.
+    if base is not None and len(base) >= min_clients and "quiet_hours" in ps:
         quiet, mode = sorted(int(h) for h in ps["quiet_hours"]), "baseline"
     else:
         base, mode = None, "today"
@@ -135,6 +142,14 @@ def _build_features(ctx, quiet_hour_share: float) -> ClientFeatures | None:
     ).to_pandas()
     if df.empty:
         return None
+    # The public servers themselves are not clients, should the file also hold their own
+    # outgoing flows: an address that several distinct sources connect to is a server here
+    # (the profile's own rule for a service: ProfileOptions.min_clients sources).
+    from ..profile import ProfileOptions
+
+    srv = t.group_by(ip=t.dst_ip).aggregate(sources=t.src_ip.nunique())
+    srv = set(srv.filter(srv.sources >= ProfileOptions.min_clients).ip.to_pandas())
+    df = df[~df.ip.isin(srv)]
     info = ctx.ip_info.reindex(df.ip)
     df["internal"] = info["internal"].fillna(False).astype(bool).to_numpy()
     df["country"] = info["country"].to_numpy()
@@ -146,8 +161,7 @@ def _build_features(ctx, quiet_hour_share: float) -> ClientFeatures | None:
     df["bytes_per_flow"] = df.down_bytes / df.flows
 
     if base is not None:
-        ref = base[~base["internal"].fillna(False).astype(bool)].copy() if "internal" in base else base.copy()
-        ref = ref.set_index("ip")
+        ref = base.copy().set_index("ip")
         for c in ("flows", "down_bytes", "up_bytes", "quiet_hour_flows"):
             if c in ref:
                 ref[c] = ref[c].fillna(0).astype("float64")
@@ -169,9 +183,33 @@ def _build_features(ctx, quiet_hour_share: float) -> ClientFeatures | None:
         shares = ref[col].fillna("unknown").value_counts(normalize=True)
         df[f"{col}_share"] = df[col].fillna("unknown").map(shares).fillna(0.0).astype(float)
         df.loc[df[col].isna() | df[col].isin(["unknown", "private"]), f"{col}_share"] = np.nan
-    df.attrs["mode"] = mode
-    _ = pd
+    # ... and the share of the internal hosts that exchanged traffic with that country / AS
+    # organisation on the baseline day: the networks the organisation itself uses every day
+    # (big clouds, CDNs, search engines) are not exotic, however few clients come from them.
+    fam = _familiar_origins(ctx)
+    for col in ("country", "as_org"):
+        df[f"{col}_host_share"] = df[col].map(fam.get(col, {})).fillna(0.0).astype(float)
     return ClientFeatures(df, ref, quiet, mode)
+
+
+def _familiar_origins(ctx) -> dict:
+    """{"country": {cc: share of internal hosts}, "as_org": {org: share}} from the baseline's
+    internal -> external edges (two small group-bys in the engine)."""
+    from ..network import INTERNAL_EXTERNAL
+
+    edges, info = ctx.base("edges"), ctx.base("ip_info")
+    if edges is None or info is None:
+        return {}
+    ie = edges.filter(edges.traffic_class == INTERNAL_EXTERNAL).select("src_ip", "dst_ip")
+    j = ie.join(info.select("ip", "country", "as_org"), ie.dst_ip == info.ip)
+    hosts = ie.aggregate(n=ie.src_ip.nunique()).to_pandas().n.iloc[0]
+    if not hosts:
+        return {}
+    out = {}
+    for col in ("country", "as_org"):
+        g = j.filter(j[col].notnull()).group_by(col).aggregate(h=j.src_ip.nunique()).to_pandas()
+        out[col] = {k: float(h) / float(hosts) for k, h in zip(g[col], g.h)}
+    return out
 
 
 # --- cues -------------------------------------------------------------------------------------
@@ -190,7 +228,10 @@ def _volume(fx: ClientFeatures, spec):
         return {"f_med": fm, "f_sig": fs, "b_med": bm, "b_sig": bs,
                 "flows_median": float(np.median(ref.flows)), "flows_p99": float(np.quantile(ref.flows, 0.99)),
                 "bytes_median": float(np.median(ref.down_bytes)),
-                "bytes_p99": float(np.quantile(ref.down_bytes, 0.99))}
+                "bytes_p99": float(np.quantile(ref.down_bytes, 0.99)),
+                # the 99th percentile of the log-normal fitted by median / MAD: the outliers being
+                # judged cannot inflate it, even in a small population judged against itself
+                "flows_p99_fit": _z_to_value(fm, fs, Z99)}
     v = fx.stat(("volume", floor), calc)
     df = fx.df
     zf = (_log(df.flows) - v["f_med"]) / v["f_sig"]
@@ -211,16 +252,26 @@ def _extreme_fence(n: int, rate: float) -> float:
     return NormalDist().inv_cdf(1.0 - rate / max(n, 1))
 
 
+def _share_at_rate(ratio: float, quiet: int) -> float:
+    """The quiet-hour share of a client whose per-hour rate in the `quiet` quiet hours is `ratio`
+    times its rate in the other hours (ratio 1 = a flat, around-the-clock rhythm)."""
+    if quiet <= 0 or quiet >= DAY_HOURS:
+        return float("nan")
+    return ratio * quiet / (ratio * quiet + (DAY_HOURS - quiet))
+
+
 def _quiet(fx: ClientFeatures, spec):
-    """Quiet-hour cue: the share of a client's flows in the population's quiet hours is above
-    the clients' `quiet_quantile` (Wilson lower bound, so a few flows prove nothing) and, for a
-    client seen on the baseline day, above its own share by `quiet_own_delta`."""
+    """Around-the-clock cue: the client keeps the population's quiet hours. Its quiet-hour share
+    (Wilson lower bound: a few flows prove nothing) must exceed both the clients' `quiet_quantile`
+    and the share of a rhythm whose quiet-hour rate is `around_rate_ratio` x its active-hour rate;
+    a client seen on the baseline day must also exceed its own share there by `quiet_own_delta`.
+    Returns (stats, cue, lower bounds)."""
     import numpy as np
 
     df = fx.df
     if not fx.quiet_hours:
         nan = np.full(len(df), np.nan)
-        return {"ref_q": np.nan, "ref_med": np.nan}, np.zeros(len(df), bool), nan
+        return {"ref_q": np.nan, "ref_med": np.nan, "thr": np.nan}, np.zeros(len(df), bool), nan
     q, min_n = float(spec.t("quiet_quantile")), int(spec.t("min_flows_share"))
 
     def calc():
@@ -228,21 +279,28 @@ def _quiet(fx: ClientFeatures, spec):
         if len(r) < 10:
             r = fx.ref.quiet_share
         return {"ref_q": float(np.quantile(r, q)), "ref_med": float(np.median(r))}
-    st = fx.stat(("quiet", q, min_n), calc)
+    st = dict(fx.stat(("quiet", q, min_n), calc))
+    st["thr"] = max(st["ref_q"], _share_at_rate(float(spec.t("around_rate_ratio")), len(fx.quiet_hours)))
     lb = _wilson_lower(df.quiet_flows, df.flows, float(spec.t("share_confidence_z")))
     own = df.own_quiet_share.to_numpy()
     vs_own = np.where(np.isnan(own), True, lb >= np.nan_to_num(own) + float(spec.t("quiet_own_delta")))
-    return st, (lb > st["ref_q"]) & vs_own & (df.flows.to_numpy() >= min_n), lb
+    return st, (lb > st["thr"]) & vs_own & (df.flows.to_numpy() >= min_n), lb
 
 
 def _rare(fx: ClientFeatures, spec):
-    """Origin cue: few reference clients share the client's country or AS organisation."""
+    """Origin cue: the client's country or AS organisation is rare, i.e. fewer than
+    `rare_origin_share` of the reference clients come from it AND fewer than
+    `familiar_host_share` of the internal hosts talked to it on the baseline day. An unknown
+    origin (no GeoIP answer) is never rare."""
     import numpy as np
 
-    thr = float(spec.t("rare_origin_share"))
-    c = fx.df.country_share.to_numpy()
-    o = fx.df.as_org_share.to_numpy()
-    return (np.nan_to_num(c, nan=1.0) < thr) | (np.nan_to_num(o, nan=1.0) < thr)
+    thr, fam = float(spec.t("rare_origin_share")), float(spec.t("familiar_host_share"))
+    df = fx.df
+    rare = np.zeros(len(df), bool)
+    for col in ("country", "as_org"):
+        share = np.nan_to_num(df[f"{col}_share"].to_numpy(), nan=1.0)
+        rare |= (share < thr) & (df[f"{col}_host_share"].to_numpy() < fam)
+    return rare
 
 
 def _own_ratio_ok(df, spec):
@@ -313,9 +371,10 @@ def _quiet_evidence(fx, row, st, lb, thr):
 
 def _volume_evidence(row, v, fthr=None, bthr=None):
     return [
-        Evidence("requests (flows) to the public servers", "flows", observed=int(row.flows),
+        Evidence("connections (flows) to the public servers", "flows", observed=int(row.flows),
                  baseline=None if not row.known else int(row.own_flows),
-                 reference={"median": round(v["flows_median"], 1), "p99": round(v["flows_p99"], 1)},
+                 reference={"median": round(v["flows_median"], 1), "p99": round(v["flows_p99"], 1),
+                            "p99_fit": round(v["flows_p99_fit"], 1)},
                  threshold=None if fthr is None else round(fthr, 1)),
         Evidence("bytes served to the client", "bytes", observed=int(row.down_bytes),
                  baseline=None if not row.known else int(row.own_down_bytes),
@@ -337,7 +396,7 @@ def request_flood(ctx, spec) -> list[Alert]:
                    (a flood that runs around the clock)."""
     import numpy as np
 
-    fx = client_features(ctx, float(spec.t("quiet_hour_share")))
+    fx = client_features(ctx, spec)
     if _too_few(fx, spec):
         return []
     df = fx.df
@@ -349,7 +408,7 @@ def request_flood(ctx, spec) -> list[Alert]:
     own = df.own_flows.to_numpy()
     known = ~np.isnan(own)
     own_ok = _own_ratio_ok(df, spec)
-    extreme = (zf >= fence) & (flows >= float(spec.t("extreme_min_p99_ratio")) * v["flows_p99"]) & own_ok
+    extreme = (zf >= fence) & (flows >= float(spec.t("extreme_min_p99_ratio")) * v["flows_p99_fit"]) & own_ok
     self_jump = known & (zf >= zthr) & (flows >= float(spec.t("own_ratio_extreme")) * np.nan_to_num(own))
     around = (zf >= zthr) & (zb >= zthr) & quiet_cue & own_ok
     f_fence = _z_to_value(v["f_med"], v["f_sig"], fence)
@@ -360,7 +419,8 @@ def request_flood(ctx, spec) -> list[Alert]:
         row = df.iloc[i]
         ip = df.index[i]
         path = "extreme" if extreme[i] else "self_jump" if self_jump[i] else "around"
-        ev = _volume_evidence(row, v, f_fence if path == "extreme" else f_mod, b_mod if path == "around" else None)
+        f_thr = max(f_fence, float(spec.t("extreme_min_p99_ratio")) * v["flows_p99_fit"]) if path == "extreme" else f_mod
+        ev = _volume_evidence(row, v, f_thr, b_mod if path == "around" else None)
         ev.append(Evidence("robust z of log flows vs the clients", "z", observed=round(float(zf[i]), 2),
                            reference={"clients": fx.n_ref, "spread_log": round(v["f_sig"], 3)},
                            threshold=round(fence if path == "extreme" else zthr, 2)))
@@ -370,15 +430,15 @@ def request_flood(ctx, spec) -> list[Alert]:
                                threshold=float(spec.t("own_ratio_extreme" if path == "self_jump" else "own_ratio"))))
         qtxt = ""
         if fx.quiet_hours:
-            ev.append(_quiet_evidence(fx, row, st, lb[i], st["ref_q"]))
+            ev.append(_quiet_evidence(fx, row, st, lb[i], st["thr"]))
             qtxt = f", {_pct(row.quiet_share)} of them in the clients' quiet hours ({_hours(fx.quiet_hours)})"
         how = {"extreme": "far beyond what ordinary clients make",
                "self_jump": f"{row.flows / max(own[i], 1):.0f}x its own baseline day and heavy for the clients",
                "around": f"heavy and around the clock (clients' median quiet-hour share {_pct(st['ref_med'])})"}[path]
-        msg = (f"made {_n(row.flows)} requests to the public servers today ({_b(row.down_bytes)} served){qtxt}: "
+        msg = (f"opened {_n(row.flows)} connections (flows) to the public servers today ({_b(row.down_bytes)} served){qtxt}: "
                f"{how}; {_ref_word(fx)}: median {_n(v['flows_median'])}, 99th percentile {_n(v['flows_p99'])} "
                f"flows; {_own(row, _n(row.own_flows) + ' flows')}")
-        score = max(_excess(zf[i], fence, 2.0), 0.5 * _excess(zf[i], zthr, 2.0) + 0.5 * _excess(lb[i], st["ref_q"], 0.3),
+        score = max(_excess(zf[i], fence, 2.0), 0.5 * _excess(zf[i], zthr, 2.0) + 0.5 * _excess(lb[i], st["thr"], 0.3),
                     0.5 * _excess(zf[i], zthr, 2.0) + 0.5 * (1.0 if self_jump[i] else 0.0))
         out.append(Alert(rule=spec, source_ip=ip, message=f"{ip}{_origin(row)} {msg}", evidence=ev, score=score,
                          timestamp=row.first_ts,
@@ -395,41 +455,48 @@ def off_hours(ctx, spec) -> list[Alert]:
     number of flows, and unlike its own baseline day."""
     import numpy as np
 
-    fx = client_features(ctx, float(spec.t("quiet_hour_share")))
+    fx = client_features(ctx, spec)
     if _too_few(fx, spec) or not fx.quiet_hours:
         return []
     df = fx.df
     q = len(fx.quiet_hours)
     if q >= DAY_HOURS:
         return []
-    r = float(spec.t("night_rate_ratio"))
-    thr = r * q / (r * q + (DAY_HOURS - q))  # share at which the quiet-hour rate is r x the active-hour rate
+    min_n = int(spec.t("min_flows_share"))
+
+    def calc():
+        r = fx.ref[fx.ref.flows >= min_n].quiet_share
+        if len(r) < 10:
+            r = fx.ref.quiet_share
+        return {"ref_med": float(np.median(r)), "ref_q": float(np.quantile(r, float(spec.t("quiet_quantile"))))}
+    st = fx.stat(("night", min_n, float(spec.t("quiet_quantile"))), calc)
+    # The share at which the quiet-hour rate is night_rate_ratio x the active-hour rate, and never
+    # below what the clients' quiet_quantile already reaches.
+    thr = max(_share_at_rate(float(spec.t("night_rate_ratio")), q), st["ref_q"])
     v, zf, _ = _volume(fx, spec)
-    min_flows = max(float(spec.t("min_flows_vs_median")) * v["flows_median"], float(spec.t("min_flows_share")))
+    min_flows = max(float(spec.t("min_flows_vs_median")) * v["flows_median"], float(min_n))
     lb = _wilson_lower(df.quiet_flows, df.flows, float(spec.t("share_confidence_z")))
     own = df.own_quiet_share.to_numpy()
     vs_own = np.where(np.isnan(own), True, lb >= np.nan_to_num(own) + float(spec.t("quiet_own_delta")))
-    st = fx.stat(("quiet_med",), lambda: {"ref_med": float(np.median(fx.ref.quiet_share)),
-                                          "ref_q": float(np.quantile(fx.ref.quiet_share, 0.99))})
     hit = np.flatnonzero((lb >= thr) & vs_own & (df.flows.to_numpy() >= min_flows))
     out = []
     for i in hit:
         row = df.iloc[i]
         ip = df.index[i]
-        ev = [_quiet_evidence(fx, row, {"ref_med": st["ref_med"], "ref_q": st["ref_q"]}, lb[i], thr),
+        ev = [_quiet_evidence(fx, row, st, lb[i], thr),
               Evidence("flows in the quiet hours", "flows", observed=int(row.quiet_flows),
                        baseline=None if not row.known else int(row.own_quiet_flows)),
-              Evidence("requests (flows) to the public servers", "flows", observed=int(row.flows),
+              Evidence("connections (flows) to the public servers", "flows", observed=int(row.flows),
                        baseline=None if not row.known else int(row.own_flows),
                        reference={"median": round(v["flows_median"], 1), "p99": round(v["flows_p99"], 1)},
                        threshold=round(min_flows, 1))]
         rate_ratio = (row.quiet_share / q) / max((1 - row.quiet_share) / (DAY_HOURS - q), 1e-9)
         own_txt = _own(row, _pct(row.own_quiet_share) + " of its flows in those hours") if row.known \
             else "not seen on the baseline day"
-        msg = (f"sent {_pct(row.quiet_share)} of its {_n(row.flows)} requests in the clients' quiet hours "
+        msg = (f"opened {_pct(row.quiet_share)} of its {_n(row.flows)} connections in the clients' quiet hours "
                f"({_hours(fx.quiet_hours)}), {rate_ratio:.1f}x its per-hour rate in the other hours; "
-               f"{_ref_word(fx)}: median {_pct(st['ref_med'])} of flows in those hours, 99th percentile "
-               f"{_pct(st['ref_q'])}; {own_txt}")
+               f"{_ref_word(fx)}: median {_pct(st['ref_med'])} of flows in those hours, "
+               f"{100 * float(spec.t('quiet_quantile')):g}th percentile {_pct(st['ref_q'])}; {own_txt}")
         out.append(Alert(rule=spec, source_ip=ip, message=f"{ip}{_origin(row)} {msg}", evidence=ev,
                          score=_excess(lb[i], thr, 1 - thr if thr < 1 else 1.0), timestamp=row.first_ts,
                          details={"night_share_threshold": round(thr, 4), "share_lower_bound": round(float(lb[i]), 4),
@@ -443,7 +510,7 @@ def bulk_download(ctx, spec) -> list[Alert]:
     median bytes per flow), on enough requests to matter, and far more than it did itself."""
     import numpy as np
 
-    fx = client_features(ctx, float(spec.t("quiet_hour_share")))
+    fx = client_features(ctx, spec)
     if _too_few(fx, spec):
         return []
     df = fx.df
@@ -472,24 +539,24 @@ def bulk_download(ctx, spec) -> list[Alert]:
     for i in np.flatnonzero(cue):
         row = df.iloc[i]
         ip = df.index[i]
-        ev = [Evidence("bytes served per request (mean)", "bytes", observed=round(float(row.bytes_per_flow)),
+        ev = [Evidence("bytes served per connection (mean)", "bytes", observed=round(float(row.bytes_per_flow)),
                        baseline=None if not row.known else round(float(row.own_bytes_per_flow)),
                        reference={"median": round(st["median"]), "p99": round(st["p99"])},
                        threshold=round(float(spec.t("size_ratio")) * st["median"])),
-              Evidence("robust z of log bytes per request vs the clients", "z", observed=round(float(z[i]), 2),
+              Evidence("robust z of log bytes per connection vs the clients", "z", observed=round(float(z[i]), 2),
                        threshold=float(spec.t("size_z"))),
               Evidence("bytes served to the client", "bytes", observed=int(row.down_bytes),
                        baseline=None if not row.known else int(row.own_down_bytes),
                        reference={"median": round(v["bytes_median"]), "p99": round(v["bytes_p99"])},
                        threshold=round(st["bytes_q"])),
-              Evidence("requests (flows) to the public servers", "flows", observed=int(row.flows),
+              Evidence("connections (flows) to the public servers", "flows", observed=int(row.flows),
                        baseline=None if not row.known else int(row.own_flows),
                        reference={"median": round(v["flows_median"], 1), "p99": round(v["flows_p99"], 1)},
                        threshold=min_n)]
-        own_txt = _own(row, _b(row.own_bytes_per_flow) + " per request") if row.known else "not seen on the baseline day"
-        msg = (f"downloaded {_b(row.down_bytes)} from the public servers today in {_n(row.flows)} requests, "
-               f"{_b(row.bytes_per_flow)} per request ({ratio[i]:.0f}x the clients' median); {_ref_word(fx)}: "
-               f"median {_b(st['median'])} per request, 99th percentile {_b(st['p99'])}; {own_txt}")
+        own_txt = _own(row, _b(row.own_bytes_per_flow) + " per connection") if row.known else "not seen on the baseline day"
+        msg = (f"downloaded {_b(row.down_bytes)} from the public servers today in {_n(row.flows)} connections, "
+               f"{_b(row.bytes_per_flow)} per connection ({ratio[i]:.0f}x the clients' median); {_ref_word(fx)}: "
+               f"median {_b(st['median'])} per connection, 99th percentile {_b(st['p99'])}; {own_txt}")
         out.append(Alert(rule=spec, source_ip=ip, message=f"{ip}{_origin(row)} {msg}", evidence=ev,
                          score=_excess(math.log(max(ratio[i], 1e-9)), math.log(float(spec.t("size_ratio"))), math.log(30)),
                          timestamp=row.first_ts,
@@ -500,12 +567,13 @@ def bulk_download(ctx, spec) -> list[Alert]:
 
 @rule("external_abuse.unusual_origin")
 def unusual_origin(ctx, spec) -> list[Alert]:
-    """A client from a country or AS organisation few clients come from AND heavy in both requests
-    and bytes served AND active in the clients' quiet hours. Rarity alone is never enough: it
-    only lowers the volume bar relative to external_abuse.request_flood."""
+    """A client from a country or AS organisation that few clients come from and the internal
+    hosts do not use either, AND heavy in requests, AND keeping the clients' quiet hours (around
+    the clock). Rarity alone is never enough: it only lowers the volume bar relative to
+    external_abuse.request_flood."""
     import numpy as np
 
-    fx = client_features(ctx, float(spec.t("quiet_hour_share")))
+    fx = client_features(ctx, spec)
     if _too_few(fx, spec):
         return []
     df = fx.df
@@ -517,30 +585,36 @@ def unusual_origin(ctx, spec) -> list[Alert]:
     hit = np.flatnonzero(rare & heavy & quiet_cue)
     out = []
     f_thr = _z_to_value(v["f_med"], v["f_sig"], zthr)
-    b_thr = _z_to_value(v["b_med"], v["b_sig"], zthr)
-    thr_share = float(spec.t("rare_origin_share"))
+    thr_share, fam = float(spec.t("rare_origin_share")), float(spec.t("familiar_host_share"))
     for i in hit:
         row = df.iloc[i]
         ip = df.index[i]
-        ev = [Evidence("share of the clients from its country", "share", observed=row.country,
-                       reference=None if row.country_share != row.country_share else round(float(row.country_share), 5),
-                       threshold=thr_share),
-              Evidence("share of the clients from its AS organisation", "share", observed=row.as_org,
-                       reference=None if row.as_org_share != row.as_org_share else round(float(row.as_org_share), 5),
-                       threshold=thr_share),
-              *_volume_evidence(row, v, f_thr, b_thr),
-              _quiet_evidence(fx, row, st, lb[i], st["ref_q"])]
-        cs = "n/a" if row.country_share != row.country_share else _pct(row.country_share)
-        os_ = "n/a" if row.as_org_share != row.as_org_share else _pct(row.as_org_share)
-        msg = (f"comes from an origin few clients share ({cs} of {_ref_word(fx)} from {row.country}, {os_} from "
-               f"{row.as_org}) and made {_n(row.flows)} requests ({_b(row.down_bytes)} served), {_pct(row.quiet_share)} "
-               f"in the clients' quiet hours ({_hours(fx.quiet_hours)}); clients' median {_n(v['flows_median'])} "
-               f"flows, 99th percentile {_n(v['flows_p99'])}, median quiet-hour share {_pct(st['ref_med'])}; "
+        ev = []
+        words = []
+        for col, what in (("country", "country"), ("as_org", "AS organisation")):
+            share = row[f"{col}_share"]
+            ev.append(Evidence(f"share of the clients from its {what} ({row[col]})", "share",
+                               observed=None if _nan(share) else round(float(share), 5),
+                               reference={"internal_hosts_using_it": round(float(row[f"{col}_host_share"]), 4)},
+                               threshold={"clients": thr_share, "internal_hosts": fam}))
+            if not _nan(share):
+                words.append(f"{_n(share * fx.n_ref)} of {_n(fx.n_ref)} from {row[col]}")
+        ev += [*_volume_evidence(row, v, f_thr, None),
+               Evidence("robust z of log flows vs the clients", "z", observed=round(float(zf[i]), 2),
+                        reference={"clients": fx.n_ref, "spread_log": round(v["f_sig"], 3)}, threshold=zthr),
+               _quiet_evidence(fx, row, st, lb[i], st["thr"])]
+        msg = (f"comes from an origin few clients share ({_ref_word(fx)}: {', '.join(words) or 'origin unknown'}; "
+               f"rarely or never used by the internal hosts) and opened {_n(row.flows)} connections "
+               f"({_b(row.down_bytes)} served), {_pct(row.quiet_share)} of them in the clients' quiet hours "
+               f"({_hours(fx.quiet_hours)}); clients' median {_n(v['flows_median'])} flows, 99th percentile "
+               f"{_n(v['flows_p99'])}, median quiet-hour share {_pct(st['ref_med'])}; "
                f"{_own(row, _n(row.own_flows) + ' flows')}")
-        score = 0.5 * _excess(zf[i], zthr, 2.5) + 0.5 * _excess(lb[i], st["ref_q"], 0.3)
+        score = 0.5 * _excess(zf[i], zthr, 2.5) + 0.5 * _excess(lb[i], st["thr"], 0.3)
         out.append(Alert(rule=spec, source_ip=ip, message=f"{ip}{_origin(row)} {msg}", evidence=ev, score=score,
                          timestamp=row.first_ts,
                          details={"z_flows": round(float(zf[i]), 2), "z_bytes": round(float(zb[i]), 2),
                                   "country_share": row.country_share, "as_org_share": row.as_org_share,
+                                  "country_internal_host_share": row.country_host_share,
+                                  "as_org_internal_host_share": row.as_org_host_share,
                                   "reference": fx.mode}))
     return out
