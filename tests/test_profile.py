@@ -210,3 +210,23 @@ def test_profile_real_zeek_log(tmp_path):
     assert "external_external" not in p["traffic"]  # multicast/broadcast/link-local stay local
     hosts = pd.read_parquet(tmp_path / "baseline" / "hosts.parquet")
     assert "0.0.0.0" not in set(hosts.ip)
+
+
+ZEEK_ROWS = {"bro22-inp2": 148, "bro-mptcp-2015": 969, "brobeat-bro25-vlan": 6465, "m57-zeek42-cindy": 8505,
+             "kishpud-lab-ipv6": 808, "evanswj-json-ipv6": 110, "zat-json-ursnif": 50,
+             "honeypot-ssh-bruteforce": 253, "rita-proxy-rolling": 7260}
+
+
+@pytest.mark.skipif(not ZEEK.exists(), reason="shared Zeek fixtures not present")
+@pytest.mark.parametrize("name", sorted(ZEEK_ROWS))
+def test_profile_every_real_zeek_log(tmp_path, name):
+    """Every real capture profiles (some have no internal server at all) and detect runs on it."""
+    from flowsiem.detect import DetectOptions, detect
+
+    res = build_profile(ZEEK / name, tmp_path / "p")
+    assert res.profile["input"]["rows"] == ZEEK_ROWS[name]
+    assert res.profile["internal_networks"]
+    out = detect(ZEEK / name, tmp_path / "p", tmp_path / "d", options=DetectOptions())
+    assert (tmp_path / "d" / "alerts.jsonl").exists()
+    # The day is its own baseline: nothing changed, so at most a handful of alerts.
+    assert len(out.devices) <= 3, [d["evidence"] for d in out.devices]

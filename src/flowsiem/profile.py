@@ -283,7 +283,7 @@ def _profile_flows(flows, model, ip_info, opts: ProfileOptions, bucket_s: int):
     services = internal_services(flows.filter(flows.traffic_class == INTERNAL_INTERNAL), opts.min_clients) \
         .to_pandas().sort_values(["ip", "proto", "port"]).reset_index(drop=True)
     # Multicast and broadcast destinations receive from many hosts but are not servers.
-    services = services[[model.is_unicast_host(ip) for ip in services.ip]].reset_index(drop=True)
+    services = services[services.ip.map(model.is_unicast_host).astype(bool)].reset_index(drop=True)
     server_ips = set(services.ip)
 
     profile: dict = {
@@ -333,7 +333,7 @@ def _profile_flows(flows, model, ip_info, opts: ProfileOptions, bucket_s: int):
     profile["top_uploaders"] = _top_uploaders(ie, geo, top)
 
     hosts = _hosts_table(edges, host_hours, host_sizes, server_ips)
-    hosts = hosts[[model.is_unicast_host(ip) for ip in hosts.ip]].reset_index(drop=True)  # e.g. DHCP's 0.0.0.0
+    hosts = hosts[hosts.ip.map(model.is_unicast_host).astype(bool)].reset_index(drop=True)  # e.g. DHCP's 0.0.0.0
     by_hour = host_hours.groupby("hour").flows.sum().reindex(range(24), fill_value=0)
     quiet = [int(h) for h, n in by_hour.items() if n < opts.quiet_hour_share * by_hour.max()]
     profile["hours"] = {"flows_by_hour": [int(x) for x in by_hour.tolist()], "quiet_hours": quiet,
@@ -455,7 +455,6 @@ def _destinations_table(edges, geo):
 
 def _profile_servers(servers, engine, model, geo, opts: ProfileOptions, bucket_s: int):
     """The population of external clients of the public servers (the servers file)."""
-
     from .io import read_flows
 
     read = read_flows(servers, engine, fmt=opts.fmt, time_unit=opts.time_unit, date=opts.date)
