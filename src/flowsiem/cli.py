@@ -199,6 +199,7 @@ def rules_cmd(
     disable: Optional[list[str]] = DisableOpt,
     family: Optional[str] = typer.Option(None, "--family", help="Only this family."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also print descriptions and false-positive notes."),
+    markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown table (for documentation)."),
 ):
     """List every rule: id, family, ATT&CK technique, severity and thresholds."""
     from rich.table import Table
@@ -206,6 +207,15 @@ def rules_cmd(
     from .rules import load_rules
 
     specs = load_rules(rules, list(disable or []))
+    if markdown:
+        typer.echo("| rule | family | ATT&CK | severity | thresholds (defaults) |")
+        typer.echo("|---|---|---|---|---|")
+        for s in specs.values():
+            if family and s.family != family:
+                continue
+            th = ", ".join(f"`{k}={v}`" for k, v in s.thresholds.items())
+            typer.echo(f"| `{s.id}` {s.name} | {s.family} | {s.technique} | {s.severity} | {th} |")
+        return
     c = con_mod.console()
     t = Table(title=f"{len(specs)} rules", title_justify="left", show_lines=verbose)
     for col in ("id", "family", "technique", "severity", "on", "thresholds"):

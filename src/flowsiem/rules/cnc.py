@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from ..alerts import Alert, Evidence
 from ..network import INTERNAL_EXTERNAL, INTERNAL_INTERNAL
 from . import rule
-from .stats import beacon_score, beacon_stats, upper_fence
+from .stats import MAD_TO_SIGMA, beacon_score, beacon_stats, mad, median, upper_fence
 
 DNS_PORT = 53  # a protocol fact: DNS is port 53 (UDP and TCP)
 _FROM_INTERNAL = (INTERNAL_INTERNAL, INTERNAL_EXTERNAL)
@@ -394,8 +394,14 @@ def periodic_dns(ctx, spec) -> list[Alert]:
         return []
     # Beacon statistics of every sizeable DNS conversation: the peers the candidates are judged against.
     beacons = _beacons(ctx, _dns_flows(ctx), pop)
-    timings = [v["timing"] for v in beacons.values()]
-    fence = upper_fence(timings, _t(spec, "peer_z"), log=False) if len(timings) >= _t(spec, "min_peers") else 0.0
+    # The network's DNS conversations today: their gap dispersion (log scale) sets a lower fence.
+    disps = [math.log(max(v["gap_dispersion"], 1e-3)) for v in beacons.values()
+             if v["gap_dispersion"] is not None and v["events"] >= _t(spec, "min_events")]
+    if len(disps) >= _t(spec, "min_peers"):
+        fence = math.exp(median(disps) - _t(spec, "peer_z") * MAD_TO_SIGMA * mad(disps))
+        peer_median = math.exp(median(disps))
+    else:
+        fence, peer_median = math.inf, float("nan")
 
     alerts = []
     for r in pop.itertuples(index=False):
@@ -405,7 +411,7 @@ def periodic_dns(ctx, spec) -> list[Alert]:
         base_pair = b.pair_flows.get((r.src_ip, r.dst_ip), 0)
         if r.flows < _t(spec, "new_ratio") * base_pair:
             continue  # the host's usual conversation with its resolver at its usual rate
-        if not _regular(bs, spec) or bs["timing"] <= fence:
+        if not _regular(bs, spec) or bs["gap_dispersion"] > fence:
             continue
         tunnel, q_ratio, v_ratio = _tunnel_like(b, r.src_ip, r.up_bytes / max(r.flows, 1),
                                                 host_up_today.get(r.src_ip, 0.0), spec)
@@ -417,20 +423,19 @@ def periodic_dns(ctx, spec) -> list[Alert]:
         new = base_pair == 0
         msg = (f"queried {r.dst_ip}{_where(ctx, r.dst_ip)} on port 53 at a regular rhythm: {bs['events']:,} polls "
                f"over {int(r.hours)} h, every ~{_fmt_gap(bs['gap_median_s'])} (gap dispersion "
-               f"{bs['gap_dispersion']:.2f} vs ~0.69 for random lookups, chance {bs['rhythm_p']:.1g}; "
-               f"beacon score {bs['score']:.2f}, timing {bs['timing']:.2f} vs the network's DNS "
-               f"conversations' fence {fence:.2f}); "
+               f"{bs['gap_dispersion']:.2f} vs {peer_median:.2f} for the network's DNS conversations today "
+               f"and ~0.69 for random lookups, chance {bs['rhythm_p']:.1g}; beacon score {bs['score']:.2f}); "
                + ("a conversation absent from its baseline day" if new
                   else f"{int(r.flows):,} flows vs {base_pair:,} on its baseline day"))
         ev = [
             Evidence("beacon score of the DNS conversation", "score", observed=round(bs["score"], 3),
                      threshold=thr),
             Evidence("gap dispersion (MAD / median gap)", "ratio", observed=round(bs["gap_dispersion"], 3),
-                     reference=0.69),
+                     reference=round(peer_median, 3) if peer_median == peer_median else None,
+                     threshold=round(fence, 3) if fence != math.inf else None),
             Evidence("chance of so regular gaps under random arrivals", "probability",
                      observed=float(f"{_rhythm_p(bs):.3g}"), threshold=_t(spec, "rhythm_alpha")),
-            Evidence("timing regularity (RITA)", "score", observed=round(bs["timing"], 3),
-                     reference=round(fence, 3), threshold=round(fence, 3)),
+            Evidence("timing regularity (RITA)", "score", observed=round(bs["timing"], 3)),
             Evidence("median gap between polls", "seconds",
                      observed=round(bs["gap_median_s"], 1) if bs["gap_median_s"] is not None else None),
             Evidence(f"DNS flows to {r.dst_ip}", "flows", observed=int(r.flows), baseline=int(base_pair),

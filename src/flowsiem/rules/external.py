@@ -130,7 +130,7 @@ def _build_features(ctx, quiet_hour_share: float, min_clients: int) -> ClientFea
         quiet = _quiet_hours_today(t, quiet_hour_share)
 
     in_quiet = t.hour.isin(quiet) if quiet else t.hour < 0
-    df = t.group_by(ip=t.src_ip).aggregate(
+    agg = t.group_by(ip=t.src_ip).aggregate(
         flows=t.count(),
         up_bytes=t.up_bytes.sum().fill_null(0),
         down_bytes=t.down_bytes.sum().fill_null(0),
@@ -139,7 +139,11 @@ def _build_features(ctx, quiet_hour_share: float, min_clients: int) -> ClientFea
         active_hours=t.hour.nunique(),
         first_ts=t.ts.min(),
         last_ts=t.ts.max(),
-    ).to_pandas()
+    )
+    # The busiest hour of each client (a burst can hide in an ordinary daily total).
+    ch = t.group_by(ip=t.src_ip, hour=t.hour).aggregate(n=t.count())
+    peak = ch.group_by("ip").aggregate(peak_hour_flows=ch.n.max())
+    df = agg.join(peak, "ip").to_pandas()
     if df.empty:
         return None
     # The public servers themselves are not clients, should the file also hold their own
@@ -155,7 +159,7 @@ def _build_features(ctx, quiet_hour_share: float, min_clients: int) -> ClientFea
     df["country"] = info["country"].to_numpy()
     df["as_org"] = info["as_org"].to_numpy()
     df = df[~df.internal].drop(columns="internal").set_index("ip")
-    for c in ("flows", "up_bytes", "down_bytes", "quiet_flows"):
+    for c in ("flows", "up_bytes", "down_bytes", "quiet_flows", "peak_hour_flows"):
         df[c] = df[c].astype("float64")
     df["quiet_share"] = df.quiet_flows / df.flows
     df["bytes_per_flow"] = df.down_bytes / df.flows
@@ -387,12 +391,19 @@ def _volume_evidence(row, v, fthr=None, bthr=None):
 
 @rule("external_abuse.request_flood")
 def request_flood(ctx, spec) -> list[Alert]:
-    """Far more requests than the client population makes (and than the client itself made on the
-    baseline day). Three ways to get there, each with two independent cues:
-      extreme      beyond the population-size-aware fence AND several times the clients' 99th
-                   percentile (a known client also >= own_ratio x its own baseline day);
+    """Far more connections than the client population makes (and than the client itself made on
+    the baseline day). Five ways to get there, each with two independent cues:
+      extreme      daily flows beyond the population-size-aware fence AND several times the
+                   clients' (fitted) 99th percentile; a known client also >= own_ratio x its own day;
+      burst        the same on the client's busiest hour, against today's clients' busiest hours,
+                   AND that hour holds >= burst_share of its day (a short flood hides in an
+                   ordinary daily total; heavy regulars spread theirs: ~10 % in their busiest
+                   hour). The baseline clients table has no hourly peaks, so today's population
+                   is the reference here;
+      first_seen   (with a clean servers day) a client it never saw, already >= extreme_min_p99_ratio x
+                   the clients' fitted 99th percentile: regulars make the top of the population;
       self_jump    a known client, heavy for the population AND >= own_ratio_extreme x its own day;
-      around       heavy in both requests and bytes served AND keeping the clients' quiet hours
+      around       heavy in both flows and bytes served AND keeping the clients' quiet hours
                    (a flood that runs around the clock)."""
     import numpy as np
 
@@ -403,27 +414,48 @@ def request_flood(ctx, spec) -> list[Alert]:
     v, zf, zb = _volume(fx, spec)
     st, quiet_cue, lb = _quiet(fx, spec)
     zthr = float(spec.t("z_volume"))
-    fence = max(_extreme_fence(fx.n_ref, float(spec.t("extreme_false_alarm_rate"))), zthr)
+    rate, p99_ratio = float(spec.t("extreme_false_alarm_rate")), float(spec.t("extreme_min_p99_ratio"))
+    fence = max(_extreme_fence(fx.n_ref, rate), zthr)
     flows = df.flows.to_numpy()
     own = df.own_flows.to_numpy()
     known = ~np.isnan(own)
     own_ok = _own_ratio_ok(df, spec)
-    extreme = (zf >= fence) & (flows >= float(spec.t("extreme_min_p99_ratio")) * v["flows_p99_fit"]) & own_ok
+    over_p99 = flows >= p99_ratio * v["flows_p99_fit"]
+    extreme = (zf >= fence) & over_p99 & own_ok
+    # A client the clean servers day never saw, already several times the clients' 99th
+    # percentile (new clients are mostly light: only regulars reach the top of the population).
+    first_seen = (fx.mode == "baseline") & ~known & over_p99 & ~extreme
+    # Busiest hour, against today's clients (robust: the few bursting clients cannot move it).
+    pk = fx.stat(("peak", float(spec.t("min_log_spread"))),
+                 lambda: dict(zip(("med", "sig"), _robust(df.peak_hour_flows, float(spec.t("min_log_spread"))))))
+    peak_fence = max(_extreme_fence(len(df), rate), zthr)
+    peak_p99 = _z_to_value(pk["med"], pk["sig"], Z99)
+    zp = (_log(df.peak_hour_flows) - pk["med"]) / pk["sig"]
+    burst = ((zp >= peak_fence) & (df.peak_hour_flows.to_numpy() >= p99_ratio * peak_p99) & own_ok & ~extreme
+             & ~first_seen             & (df.peak_hour_flows.to_numpy() >= float(spec.t("burst_share")) * flows))
     self_jump = known & (zf >= zthr) & (flows >= float(spec.t("own_ratio_extreme")) * np.nan_to_num(own))
     around = (zf >= zthr) & (zb >= zthr) & quiet_cue & own_ok
-    f_fence = _z_to_value(v["f_med"], v["f_sig"], fence)
+    f_fence = max(_z_to_value(v["f_med"], v["f_sig"], fence), p99_ratio * v["flows_p99_fit"])
     f_mod = _z_to_value(v["f_med"], v["f_sig"], zthr)
     b_mod = _z_to_value(v["b_med"], v["b_sig"], zthr)
     out = []
-    for i in np.flatnonzero(extreme | self_jump | around):
+    f_p99 = p99_ratio * v["flows_p99_fit"]
+    for i in np.flatnonzero(extreme | first_seen | burst | self_jump | around):
         row = df.iloc[i]
         ip = df.index[i]
-        path = "extreme" if extreme[i] else "self_jump" if self_jump[i] else "around"
-        f_thr = max(f_fence, float(spec.t("extreme_min_p99_ratio")) * v["flows_p99_fit"]) if path == "extreme" else f_mod
+        path = ("extreme" if extreme[i] else "first_seen" if first_seen[i] else "burst" if burst[i]
+                else "self_jump" if self_jump[i] else "around")
+        f_thr = {"extreme": f_fence, "first_seen": f_p99, "burst": None}.get(path, f_mod)
         ev = _volume_evidence(row, v, f_thr, b_mod if path == "around" else None)
         ev.append(Evidence("robust z of log flows vs the clients", "z", observed=round(float(zf[i]), 2),
                            reference={"clients": fx.n_ref, "spread_log": round(v["f_sig"], 3)},
-                           threshold=round(fence if path == "extreme" else zthr, 2)))
+                           threshold=round(fence, 2) if path == "extreme" else zthr if path in ("self_jump", "around")
+                           else None))
+        ev.append(Evidence("flows in its busiest hour", "flows", observed=int(row.peak_hour_flows),
+                           reference={"median": round(float(math.exp(pk["med"])), 1), "p99_fit": round(peak_p99, 1),
+                                      "clients": len(df)},
+                           threshold=round(max(_z_to_value(pk["med"], pk["sig"], peak_fence), p99_ratio * peak_p99), 1)
+                           if path == "burst" else None))
         if known[i]:
             ev.append(Evidence("flows vs its own baseline day", "ratio", observed=round(float(row.flows / max(own[i], 1)), 2),
                                baseline=1.0,
@@ -433,18 +465,24 @@ def request_flood(ctx, spec) -> list[Alert]:
             ev.append(_quiet_evidence(fx, row, st, lb[i], st["thr"]))
             qtxt = f", {_pct(row.quiet_share)} of them in the clients' quiet hours ({_hours(fx.quiet_hours)})"
         how = {"extreme": "far beyond what ordinary clients make",
+               "first_seen": (f"never seen on the baseline day and already {row.flows / v['flows_p99_fit']:.1f}x "
+                              f"the clients' fitted 99th percentile ({_n(v['flows_p99_fit'])} flows)"),
+               "burst": (f"{_n(row.peak_hour_flows)} of them in a single hour, while today's clients' busiest hour "
+                         f"is typically {_n(math.exp(pk['med']))} flows (fitted 99th percentile {_n(peak_p99)})"),
                "self_jump": f"{row.flows / max(own[i], 1):.0f}x its own baseline day and heavy for the clients",
                "around": f"heavy and around the clock (clients' median quiet-hour share {_pct(st['ref_med'])})"}[path]
-        msg = (f"opened {_n(row.flows)} connections (flows) to the public servers today ({_b(row.down_bytes)} served){qtxt}: "
-               f"{how}; {_ref_word(fx)}: median {_n(v['flows_median'])}, 99th percentile {_n(v['flows_p99'])} "
-               f"flows; {_own(row, _n(row.own_flows) + ' flows')}")
-        score = max(_excess(zf[i], fence, 2.0), 0.5 * _excess(zf[i], zthr, 2.0) + 0.5 * _excess(lb[i], st["thr"], 0.3),
+        msg = (f"opened {_n(row.flows)} connections (flows) to the public servers today ({_b(row.down_bytes)} served)"
+               f"{qtxt}: {how}; {_ref_word(fx)}: median {_n(v['flows_median'])}, 99th percentile "
+               f"{_n(v['flows_p99'])} flows a day; {_own(row, _n(row.own_flows) + ' flows')}")
+        score = max(_excess(zf[i], fence, 2.0), _excess(zp[i], peak_fence, 2.0),
+                    0.5 * _excess(zf[i], zthr, 2.0) + 0.5 * _excess(lb[i], st["thr"], 0.3),
                     0.5 * _excess(zf[i], zthr, 2.0) + 0.5 * (1.0 if self_jump[i] else 0.0))
         out.append(Alert(rule=spec, source_ip=ip, message=f"{ip}{_origin(row)} {msg}", evidence=ev, score=score,
                          timestamp=row.first_ts,
                          details={"path": path, "z_flows": round(float(zf[i]), 2), "z_bytes": round(float(zb[i]), 2),
-                                  "extreme_fence_z": round(fence, 2), "reference": fx.mode,
-                                  "servers": int(row.servers), "active_hours": int(row.active_hours)}))
+                                  "z_peak_hour": round(float(zp[i]), 2), "extreme_fence_z": round(fence, 2),
+                                  "reference": fx.mode, "servers": int(row.servers),
+                                  "active_hours": int(row.active_hours)}))
     return out
 
 
