@@ -212,7 +212,11 @@ def test_silent_hours_evidence(result):
     hours = _ev(a, "hours with DNS outside")
     assert set(hours.observed) <= {2, 3, 4} and set(hours.baseline) >= set(range(8, 19))
     p = _ev(a, "chance of that many DNS flows")
-    assert p.observed <= p.threshold
+    rhythm = _ev(a, "chance of so regular gaps")
+    both = _ev(a, "both chances combined")
+    assert p.unit == rhythm.unit == both.unit == "probability"
+    assert both.observed <= both.threshold and p.observed < 1e-4 and rhythm.observed <= rhythm.threshold
+    assert "regular every ~10 min" in a.message
     assert "02-03h" in a.message or "02-04h" in a.message
 
 

@@ -15,10 +15,11 @@ import pytest
 from conftest import HOUR, PUBLIC_SERVER, make_clients_day, make_office_day, rows
 
 FLOOD = "85.240.7.7"        # PT residential address: 3,000 requests in the afternoon
-AROUND = "89.152.9.9"       # PT: ~5x the clients' p99, spread evenly over 24 h
+AROUND = "89.152.9.9"       # PT: ~3x the clients' p99, spread evenly over 24 h
+BURST = "89.181.6.6"        # PT: 300 requests, all within one hour (an ordinary-looking daily total)
 NIGHT = "94.60.3.3"         # PT: a typical number of requests, almost all between 01h and 05h
 BULK = "2.80.4.4"           # PT: 40 requests of 2 MB each (clients fetch ~80 kB)
-RARE_HEAVY = "5.16.183.107"   # RU ER-Telecom: above the p95 of flows, around the clock
+RARE_HEAVY = "5.16.183.107"   # RU ER-Telecom: between the p95 and p99 of flows, around the clock
 RARE_QUIET = "175.45.177.10"  # KP: an ordinary daytime client from a rare country (benign)
 CRAWLER = "66.249.66.1"     # GOOGLE (US): busy, flat, light responses, there every day (benign)
 BUSY = "82.155.100.11"      # a regular client of the clients day, 6x busier than usual, daytime (benign)
@@ -53,10 +54,11 @@ def days():
     busy_n = int((srv.src_ip == BUSY).sum())
     extra = [
         _client(rng, _daytime(rng, 3000), FLOOD),
-        _client(rng, _spread(rng, 400, 0, 24), AROUND),
+        _client(rng, _spread(rng, 500, 0, 24), AROUND),
+        _client(rng, _spread(rng, 300, 15, 16), BURST),
         _client(rng, _spread(rng, 60, 1, 5), NIGHT),
         _client(rng, _daytime(rng, 40), BULK, down=2_000_000),
-        _client(rng, _spread(rng, 200, 0, 24), RARE_HEAVY),
+        _client(rng, _spread(rng, 140, 0, 24), RARE_HEAVY),
         _client(rng, _daytime(rng, 40), RARE_QUIET),
         _client(rng, _daytime(rng, 5 * busy_n), BUSY),
         _crawler(rng),
@@ -124,14 +126,14 @@ def _ev(alert, metric):
 @pytest.mark.parametrize("mode", ["baseline", "today"])
 def test_each_abuse_is_found_by_its_rule_and_benign_clients_stay_quiet(results, mode):
     got = _by_rule(results[mode])
-    assert got.get("external_abuse.request_flood", set()) == {FLOOD, AROUND}
+    assert got.get("external_abuse.request_flood", set()) == {FLOOD, AROUND, BURST}
     assert got.get("external_abuse.off_hours", set()) == {NIGHT}
     assert got.get("external_abuse.bulk_download", set()) == {BULK}
     assert got.get("external_abuse.unusual_origin", set()) == {RARE_HEAVY}
     flagged = {a.source_ip for a in results[mode].alerts if a.rule.family == FAMILY}
     assert not flagged & {RARE_QUIET, CRAWLER, BUSY, PUBLIC_SERVER}, \
         "rarity alone, a daily crawler, a busy regular, the public server itself"
-    assert len(flagged) == 5, "no ordinary client of the clients day is flagged"
+    assert len(flagged) == 6, "no ordinary client of the clients day is flagged"
 
 
 def test_reference_is_the_baseline_day_or_today(results):
@@ -161,6 +163,11 @@ def test_flood_evidence_population_and_units(results, days):
     q = _ev(around, "share of its flows in the clients' quiet hours")
     assert q.unit == "share" and q.observed > q.threshold > q.reference["median"]
     assert q.reference["quiet_hours"], "the quiet hours the share is measured in"
+    burst = _alert(res, "external_abuse.request_flood", BURST)
+    assert burst.details["path"] == "burst"
+    peak = _ev(burst, "flows in its busiest hour")
+    assert peak.observed == 300 and peak.reference["median"] < 30 < peak.threshold < 300
+    assert "300 of them in a single hour" in burst.message
 
 
 def test_off_hours_bulk_and_origin_evidence(results):
@@ -209,7 +216,7 @@ def test_allowlist_by_address_and_by_org_silences_a_rule(detect_day, days, tmp_p
                  "    allowlist: ['org:JSC ER-Telecom Holding']\n")
     res = _run(detect_day, days, rules=f)
     got = _by_rule(res)
-    assert got.get("external_abuse.request_flood", set()) == {AROUND}
+    assert got.get("external_abuse.request_flood", set()) == {AROUND, BURST}
     assert "external_abuse.unusual_origin" not in got
     assert got.get("external_abuse.off_hours") == {NIGHT}  # other rules untouched
 

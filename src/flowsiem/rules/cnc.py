@@ -11,11 +11,20 @@ DGA scores) are out of reach. What flows do show, and what these rules learn fro
   * the network's usual DNS query size (bytes sent per DNS flow).
 
 Rules
-  cnc.new_resolver    DNS to a resolver neither the host nor the network used on the baseline
-                      day, kept up over several hours (external, or a regular rhythm)
-  cnc.periodic_dns    a DNS conversation with a RITA-style beacon rhythm, new for the host and
-                      more regular than the network's other DNS conversations today
-  cnc.dns_silent_hours  DNS, and nothing else, at hours the host was silent on the baseline day
+  cnc.new_resolver    DNS to a resolver neither the host nor the network uses, kept up over
+                      several hours: an address no host queried on the baseline day if external,
+                      otherwise (internal, or used by a lone colleague) only with a beacon rhythm
+  cnc.periodic_dns    a DNS conversation with a RITA-style beacon rhythm whose gaps are too
+                      regular for random lookups (Poisson test) and far more regular than the
+                      network's other DNS conversations today, new for the host
+  cnc.dns_silent_hours  DNS, nearly alone, through a run of hours the host was silent on the
+                      baseline day (binomial test against its own DNS share, combined with the
+                      rhythm test)
+
+Regularity is judged by the gaps' MAD/median ("dispersion"): random lookups give about 0.69 and
+every day's ordinary DNS is at least that irregular; a timer with 10 % jitter gives about 0.07.
+Its chance under random arrivals comes from seeded simulations (poisson_dispersion_p), so a
+handful of gaps never looks significant.
 
 DNS tunnelling (exfiltration) also makes a lot of DNS; it is told apart by volume: a tunnel
 sends clearly longer queries AND multiplies the host's DNS upload, while C&C polling is a low-rate
@@ -423,8 +432,10 @@ def periodic_dns(ctx, spec) -> list[Alert]:
         new = base_pair == 0
         msg = (f"queried {r.dst_ip}{_where(ctx, r.dst_ip)} on port 53 at a regular rhythm: {bs['events']:,} polls "
                f"over {int(r.hours)} h, every ~{_fmt_gap(bs['gap_median_s'])} (gap dispersion "
-               f"{bs['gap_dispersion']:.2f} vs {peer_median:.2f} for the network's DNS conversations today "
-               f"and ~0.69 for random lookups, chance {bs['rhythm_p']:.1g}; beacon score {bs['score']:.2f}); "
+               f"{bs['gap_dispersion']:.2f} vs "
+               + (f"{peer_median:.2f} for the network's DNS conversations today and " if peer_median == peer_median
+                  else "")
+               + f"~0.69 for random lookups, chance {bs['rhythm_p']:.1g}; beacon score {bs['score']:.2f}); "
                + ("a conversation absent from its baseline day" if new
                   else f"{int(r.flows):,} flows vs {base_pair:,} on its baseline day"))
         ev = [
@@ -468,6 +479,25 @@ def binomial_tail(k: int, n: int, p: float) -> float:
     return min(1.0, math.exp(m) * sum(math.exp(t - m) for t in terms))
 
 
+_CANDIDATE_P = 0.05  # hosts whose silent-hour DNS share is at least this surprising get the combined test
+
+
+def fisher_combined(p1: float, p2: float) -> float:
+    """Fisher's combination of two independent p-values: P(chi2 with 4 dof >= -2 ln(p1 p2))."""
+    x = max(p1, 1e-300) * max(p2, 1e-300)
+    return min(1.0, x * (1.0 - math.log(x)))
+
+
+def _period(hour: int, silent: set) -> int:
+    """The first hour of the run of consecutive silent hours (around the clock) containing `hour`."""
+    if len(silent) >= 24:
+        return 0
+    h = hour
+    while (h - 1) % 24 in silent:
+        h = (h - 1) % 24
+    return h
+
+
 @rule("cnc.dns_silent_hours")
 def dns_silent_hours(ctx, spec) -> list[Alert]:
     import pandas as pd
@@ -478,12 +508,17 @@ def dns_silent_hours(ctx, spec) -> list[Alert]:
     if hh is None or len(hh) == 0:
         return []
     margin = int(_t(spec, "margin_hours"))
-    # The host's usual hours: active on the baseline day, widened by the margin (start/end vary
-    # from day to day). Everything else is silence.
-    active = hh[hh.flows > 0].groupby("src_ip").hour.apply(lambda s: sorted(set(int(h) for h in s)))
+    core_share = _t(spec, "core_share")
+    # The host's usual hours: its working hours on the baseline day (hours with a fair share of
+    # its busiest hour's flows) widened by the margin, as start and end vary from day to day,
+    # plus any other hour it was active in (a few stray flows: not widened). The rest is silence.
+    hh = hh[hh.flows > 0]
+    active = hh.groupby("src_ip").hour.apply(lambda s: sorted(set(int(h) for h in s)))
+    busiest = hh.groupby("src_ip").flows.transform("max")
+    core = hh[hh.flows >= core_share * busiest].groupby("src_ip").hour.apply(lambda s: set(int(h) for h in s))
     usual_rows, usual = [], {}
     for host, hours in active.items():
-        u = {(h + d) % 24 for h in hours for d in range(-margin, margin + 1)}
+        u = set(hours) | {(h + d) % 24 for h in core.get(host, ()) for d in range(-margin, margin + 1)}
         usual[host] = u
         usual_rows.extend((host, h) for h in u)
     known = pd.DataFrame({"src_ip": list(active.index)})
@@ -504,28 +539,36 @@ def dns_silent_hours(ctx, spec) -> list[Alert]:
     new = cells.anti_join(known_t, "src_ip")
     silent = old.union(new.filter(new.hour.isin(quiet))) if quiet else old
     silent = silent.filter(silent.dns_flows > 0).to_pandas()
+    silent = silent[~silent.src_ip.isin(exempt_hosts(ctx, spec, b))]
     if len(silent) == 0:
         return []
-
-    per = silent.groupby("src_ip").agg(d=("dns_flows", "sum"), n=("flows", "sum"), dns_up=("dns_up", "sum"),
-                                       cells=("hour", "nunique"))
-    per = per[(per.d >= _t(spec, "min_flows")) & ~per.index.isin(exempt_hosts(ctx, spec, b))]
-    if len(per) == 0:
-        return []
-    cand = []
-    for host, r in per.iterrows():
+    # Each run of consecutive silent hours (e.g. the night, the evening) is judged on its own: a
+    # C&C client polls through one of them, while a machine's few stray lookups are scattered.
+    quiet_set = set(quiet)
+    silent["period"] = [_period(int(h), quiet_set if host not in usual else
+                                {x for x in range(24) if x not in usual[host]})
+                        for host, h in zip(silent.src_ip, silent.hour)]
+    per = silent.groupby(["src_ip", "period"]).agg(d=("dns_flows", "sum"), n=("flows", "sum"),
+                                                   dns_up=("dns_up", "sum")).reset_index()
+    per = per[per.d >= _t(spec, "min_flows")]
+    cand = {}
+    for r in per.itertuples(index=False):
+        host = r.src_ip
         base_known = host in usual
         p = (b.host_dns_flows.get(host, 0) / b.host_flows[host]) if base_known and b.host_flows.get(host) else b.dns_share
         p = min(max(p if p == p else 0.5, _t(spec, "min_dns_share")), 0.99)
         pval = binomial_tail(int(r.d), int(r.n), p)
-        if pval > _t(spec, "alpha"):
+        if pval > _CANDIDATE_P or (host in cand and cand[host][3] <= pval):
             continue
-        cand.append((host, r, p, pval, base_known))
+        cand[host] = (host, r, p, pval, base_known)
+    cand = list(cand.values())
     if not cand:
         return []
 
     # Rhythm of the silent-hour DNS, per (host, resolver), in the engine.
-    cand_cells = silent[silent.src_ip.isin([c[0] for c in cand])][["src_ip", "hour"]].astype({"hour": "int8"})
+    keep = {(c[0], c[1].period) for c in cand}
+    cand_cells = silent[[(h, q) in keep for h, q in zip(silent.src_ip, silent.period)]]
+    cand_cells = cand_cells[["src_ip", "hour"]].astype({"hour": "int8"})
     cells_t = ctx.engine.from_arrow(pa.Table.from_pandas(cand_cells, preserve_index=False))
     f = _dns_flows(ctx)
     f = f.filter(f.traffic_class.isin(list(_FROM_INTERNAL))).semi_join(cells_t, ["src_ip", "hour"])
@@ -547,12 +590,16 @@ def dns_silent_hours(ctx, spec) -> list[Alert]:
         if tunnel:
             continue  # volume: DNS tunnelling, the exfiltration rules' business
         bs = beacons.get((host, top.dst_ip), _NO_BEACON)
-        hours = sorted(silent[silent.src_ip == host].hour.astype(int).unique())
+        rhythm_p = _rhythm_p(bs)
+        combined = fisher_combined(pval, rhythm_p)
+        if combined > _t(spec, "alpha"):
+            continue  # DNS-heavy by chance and irregular: a few stray lookups
+        hours = sorted(cand_cells[cand_cells.src_ip == host].hour.astype(int).unique())
         usual_h = sorted(set(active.get(host, []))) if base_known else []
-        surprise = min(1.0, -math.log10(max(pval, 1e-300)) / 12.0)
-        score = 0.5 * surprise + 0.5 * bs["timing"]
-        rhythm = (f", regular every ~{_fmt_gap(bs['gap_median_s'])} (timing {bs['timing']:.2f})"
-                  if bs["timing"] >= _t(spec, "regular_timing") else "")
+        surprise = min(1.0, -math.log10(max(combined, 1e-300)) / 12.0)
+        score = 0.7 * surprise + 0.3 * bs["timing"]
+        rhythm = (f", regular every ~{_fmt_gap(bs['gap_median_s'])} (chance {rhythm_p:.1g} for random lookups)"
+                  if rhythm_p <= _t(spec, "regular_p") else "")
         when = (f"active {_hours_text(usual_h)} on the baseline day" if base_known
                 else f"a new host; the network is quiet {_hours_text(quiet)}")
         msg = (f"sent {int(r.d):,} DNS queries to {top.dst_ip}{_where(ctx, top.dst_ip)} at {_hours_text(hours)}, "
@@ -564,13 +611,16 @@ def dns_silent_hours(ctx, spec) -> list[Alert]:
             Evidence("DNS share of its traffic in those hours", "share", observed=round(r.d / r.n, 3),
                      baseline=round(p, 3)),
             Evidence("chance of that many DNS flows among them at its usual DNS share", "probability",
-                     observed=float(f"{pval:.3g}"), threshold=_t(spec, "alpha")),
+                     observed=float(f"{pval:.3g}")),
+            Evidence("chance of so regular gaps under random lookups", "probability",
+                     observed=float(f"{rhythm_p:.3g}"), threshold=_t(spec, "regular_p")),
+            Evidence("both chances combined (Fisher)", "probability", observed=float(f"{combined:.3g}"),
+                     threshold=_t(spec, "alpha")),
             Evidence("hours with DNS outside its usual hours", "hours", observed=hours, baseline=usual_h,
                      reference=quiet if not base_known else None),
             Evidence("time from first to last of those DNS flows", "minutes", observed=round(span_min, 1),
                      threshold=_t(spec, "min_span_minutes")),
-            Evidence("timing regularity of that DNS (RITA)", "score", observed=round(bs["timing"], 3),
-                     threshold=_t(spec, "regular_timing")),
+            Evidence("timing regularity of that DNS (RITA)", "score", observed=round(bs["timing"], 3)),
             Evidence("bytes sent per DNS query", "bytes", observed=round(r.dns_up / max(r.d, 1), 1),
                      reference=round(b.query_bytes, 1)),
         ]
@@ -578,6 +628,7 @@ def dns_silent_hours(ctx, spec) -> list[Alert]:
             rule=spec, source_ip=host, destination_ip=top.dst_ip, message=msg, evidence=ev, score=score,
             timestamp=_ts(top.first_ts), related=list(pairs.dst_ip.iloc[1:]), example_port=DNS_PORT,
             details={"beacon": {k: v for k, v in bs.items() if k != "hist"}, "p_value": pval,
+                     "rhythm_p": rhythm_p, "combined_p": combined, "period_start_hour": int(r.period),
                      "query_size_ratio": round(q_ratio, 2),
                      "dns_upload_ratio": round(v_ratio, 2) if v_ratio != math.inf else None},
         ))

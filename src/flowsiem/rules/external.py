@@ -397,7 +397,7 @@ def request_flood(ctx, spec) -> list[Alert]:
                    clients' (fitted) 99th percentile; a known client also >= own_ratio x its own day;
       burst        the same on the client's busiest hour, against today's clients' busiest hours,
                    AND that hour holds >= burst_share of its day (a short flood hides in an
-                   ordinary daily total; heavy regulars spread theirs: ~10 % in their busiest
+                   ordinary daily total; heavy regulars spread theirs: ~10-30 % in their busiest
                    hour). The baseline clients table has no hourly peaks, so today's population
                    is the reference here;
       first_seen   (with a clean servers day) a client it never saw, already >= extreme_min_p99_ratio x
@@ -528,24 +528,29 @@ def off_hours(ctx, spec) -> list[Alert]:
                        baseline=None if not row.known else int(row.own_flows),
                        reference={"median": round(v["flows_median"], 1), "p99": round(v["flows_p99"], 1)},
                        threshold=round(min_flows, 1))]
-        rate_ratio = (row.quiet_share / q) / max((1 - row.quiet_share) / (DAY_HOURS - q), 1e-9)
+        rest = (1 - row.quiet_share) / (DAY_HOURS - q)
+        rate_ratio = (row.quiet_share / q) / rest if rest > 0 else float("inf")
+        rate_txt = (f"{rate_ratio:.1f}x its per-hour rate in the other hours" if rest > 0
+                    else "none in the other hours")
         own_txt = _own(row, _pct(row.own_quiet_share) + " of its flows in those hours") if row.known \
             else "not seen on the baseline day"
         msg = (f"opened {_pct(row.quiet_share)} of its {_n(row.flows)} connections in the clients' quiet hours "
-               f"({_hours(fx.quiet_hours)}), {rate_ratio:.1f}x its per-hour rate in the other hours; "
+               f"({_hours(fx.quiet_hours)}), {rate_txt}; "
                f"{_ref_word(fx)}: median {_pct(st['ref_med'])} of flows in those hours, "
                f"{100 * float(spec.t('quiet_quantile')):g}th percentile {_pct(st['ref_q'])}; {own_txt}")
         out.append(Alert(rule=spec, source_ip=ip, message=f"{ip}{_origin(row)} {msg}", evidence=ev,
                          score=_excess(lb[i], thr, 1 - thr if thr < 1 else 1.0), timestamp=row.first_ts,
                          details={"night_share_threshold": round(thr, 4), "share_lower_bound": round(float(lb[i]), 4),
-                                  "quiet_to_active_rate": round(float(rate_ratio), 2), "reference": fx.mode}))
+                                  "quiet_to_active_rate": None if rest <= 0 else round(float(rate_ratio), 2),
+                                  "reference": fx.mode}))
     return out
 
 
 @rule("external_abuse.bulk_download")
 def bulk_download(ctx, spec) -> list[Alert]:
-    """A client that fetches far more per request than the clients do (robust z and ratio to their
-    median bytes per flow), on enough requests to matter, and far more than it did itself."""
+    """A client that fetches far more per connection than the clients do (robust z and ratio to
+    their median bytes per flow), on enough connections and bytes to matter, and far more per
+    connection than it did itself on the baseline day."""
     import numpy as np
 
     fx = client_features(ctx, spec)
