@@ -20,7 +20,7 @@ from flowsiem.engine import connect
 from flowsiem.errors import InputError, UsageError
 from flowsiem.io import TIME_UNITS, ReadResult, guess_time_unit, read_flows
 from flowsiem.io.canonical import IP_PATTERN
-from flowsiem.io.detect import sniff
+from flowsiem.io.sniff import sniff
 from flowsiem.schema import CANONICAL_TYPES
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "readers"

@@ -16,7 +16,8 @@ import pytest
 from conftest import DNS_SERVER, HOUR, NET, POPULAR, make_office_day, rows
 
 from flowsiem.rules import load_rules
-from flowsiem.rules.cnc import binomial_tail, poisson_dispersion_p
+from flowsiem.rules.beacon import poisson_dispersion_p
+from flowsiem.rules.common import binomial_tail
 
 BEACON = f"{NET}.5"          # polls a resolver nobody used, every 5 min around the clock
 NIGHT = f"{NET}.6"           # polls the company resolver every 10 min at 02-04h, nothing else then
@@ -158,7 +159,7 @@ def test_silent_hours_flags_night_polling(result):
     # host is judged against the network's quiet hours
     assert set(_by_rule(result, "cnc.dns_silent_hours")) == {NIGHT, BEACON, NEW_NIGHT}
     a = _by_rule(result, "cnc.dns_silent_hours")[NEW_NIGHT]
-    assert "new host" in a.message and _ev(a, "hours with DNS outside").reference
+    assert "new today" in a.message and _ev(a, "hours with DNS outside").reference
 
 
 def test_benign_changes_tunnels_and_resolvers_stay_quiet(result):

@@ -173,10 +173,14 @@ def test_flood_evidence_population_and_units(results, days):
 def test_off_hours_bulk_and_origin_evidence(results):
     res = results["baseline"]
     night = _alert(res, "external_abuse.off_hours", NIGHT)
+    rarity = next(e for e in night.evidence if e.metric.startswith("hour rarity"))
+    assert rarity.unit == "ratio" and rarity.observed >= rarity.threshold >= 5.0
+    assert rarity.reference["median_client"] < rarity.threshold and rarity.reference["clients"] > 100
     share = _ev(night, "share of its flows in the clients' quiet hours")
-    assert share.observed == 1.0 and share.threshold < 1.0 and share.reference["median"] < 0.3
+    assert share.observed == 1.0 and share.threshold < 1.0
     assert set(range(1, 5)) <= set(share.reference["quiet_hours"])
-    assert "quiet hours" in night.message and "%" in night.message
+    assert set(_ev(night, "its hours").observed) <= {1, 2, 3, 4}
+    assert "less frequented than its busiest hour" in night.message
 
     bulk = _alert(res, "external_abuse.bulk_download", BULK)
     per = _ev(bulk, "bytes served per connection (mean)")
@@ -234,6 +238,7 @@ def test_quiet_hours_are_learned_from_the_population_not_an_office_window(detect
     (a,) = [a for a in res.alerts if a.rule.family == FAMILY]
     assert a.rule.id == "external_abuse.off_hours"
     assert 14 in _ev(a, "share of its flows in the clients' quiet hours").reference["quiet_hours"]
+    assert _ev(a, "its hours").reference["busiest_hour"] in (1, 2, 3)  # the shifted population's afternoon
 
 
 def test_too_few_clients_to_judge(detect_day, days):

@@ -1,5 +1,6 @@
-"""Alerts: what a rule found, the evidence (baseline vs today, with units), and their outputs:
-alerts.jsonl in Elastic Common Schema, devices.csv, and a terminal table."""
+"""What a rule is and what it finds: RuleSpec (a rule as data), Evidence (baseline vs today, with
+units) and Alert, and the outputs: alerts.jsonl in Elastic Common Schema, devices.csv, and a
+terminal table. This module imports no rule: the rules import it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,48 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from .rules import RuleSpec
+from .errors import UsageError
+
+# The four families and their exact ECS rule.category strings.
+FAMILIES = ("botnet", "exfiltration", "cnc", "external_abuse")
+SEVERITIES = {"low": 21, "medium": 47, "high": 73, "critical": 99}  # Elastic's severity -> risk mapping
+ACTIONABLE = SEVERITIES["medium"]  # alerts at or above this severity are what an analyst must act on
+
+
+@dataclass
+class RuleSpec:
+    id: str
+    name: str
+    family: str
+    technique: str                  # ATT&CK technique id, e.g. "T1071.004"
+    technique_name: str = ""
+    severity: str = "medium"
+    description: str = ""
+    false_positives: list[str] = field(default_factory=list)
+    thresholds: dict = field(default_factory=dict)
+    enabled: bool = True
+    allowlist: list[str] = field(default_factory=list)   # IPs, CIDRs or ASNs ("AS15169") or AS orgs ("org:GOOGLE")
+
+    @property
+    def severity_number(self) -> int:
+        return SEVERITIES[self.severity]
+
+    def t(self, name: str):
+        """A threshold by name; a missing one is a bug in rules.yaml, said clearly."""
+        try:
+            return self.thresholds[name]
+        except KeyError:
+            raise UsageError(f"rule {self.id}: threshold '{name}' missing from the rules file") from None
+
+    def num(self, name: str) -> float:
+        """A numeric threshold (a user file may spell 1e9 so that YAML reads it as text)."""
+        v = self.t(name)
+        if isinstance(v, bool):
+            return float(v)
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            raise UsageError(f"rule {self.id}: threshold '{name}' must be a number, not {v!r}") from None
 
 
 @dataclass
@@ -40,12 +82,27 @@ class Alert:
     details: dict = field(default_factory=dict)        # rule-specific extras (sub-scores, ...)
     examples: list[dict] = field(default_factory=list)  # a few flows, filled in by detect
     example_port: int | None = None     # restrict example flows to this destination port
+    severity: str | None = None         # this alert's severity when the evidence is weaker than the
+                                        # rule's own (e.g. "low": a notice); None = the rule's
+
+    @property
+    def severity_name(self) -> str:
+        return self.severity or self.rule.severity
+
+    @property
+    def severity_number(self) -> int:
+        return SEVERITIES[self.severity_name]
+
+    @property
+    def actionable(self) -> bool:
+        """Medium or more: evidence an analyst must act on (low alerts are notices)."""
+        return self.severity_number >= ACTIONABLE
 
     @property
     def risk_score(self) -> int:
         """Severity's base risk (low 21, medium 47, high 73, critical 99) scaled by 0.6–1.0 with the score."""
         s = min(max(float(self.score), 0.0), 1.0)
-        return int(round(self.rule.severity_number * (0.6 + 0.4 * s)))
+        return int(round(self.severity_number * (0.6 + 0.4 * s)))
 
     def to_ecs(self) -> dict:
         r = self.rule
@@ -58,7 +115,7 @@ class Alert:
                 "type": ["info"],
                 "module": "flowsiem",
                 "dataset": "flowsiem.alerts",
-                "severity": r.severity_number,
+                "severity": self.severity_number,
                 "risk_score": self.risk_score,
             },
             "rule": {
@@ -75,7 +132,7 @@ class Alert:
             },
             "flowsiem": {
                 "family": r.family,
-                "severity": r.severity,
+                "severity": self.severity_name,
                 "score": round(float(self.score), 3),
                 "evidence": [e.as_dict() for e in self.evidence],
                 "related_ips": list(self.related),

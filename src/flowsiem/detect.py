@@ -19,7 +19,7 @@ from .console import info, stage
 from .errors import InputError, UsageError
 from .network import NetworkModel, parse_cidrs, with_traffic_class
 
-BASELINE_TABLES = ("edges", "hosts", "host_hours", "services", "destinations", "ip_info", "clients")
+BASELINE_TABLES = ("edges", "hosts", "host_hours", "services", "destinations", "ip_info", "clients", "client_hours")
 
 
 @dataclass
@@ -48,9 +48,18 @@ class DetectContext:
         self.ip_info = ip_info              # pandas, index ip: internal, country, asn, as_org, private
         self.servers = servers              # test-day flows of external clients to public servers (or None)
         self._base: dict = {}
+        self._cache: dict = {}
         self.server_ips = {s["ip"] for s in profile.get("internal_servers", [])}
         self.server_services = {(s["ip"], x["proto"], x["port"]) for s in profile.get("internal_servers", [])
                                 for x in s["services"]}
+
+    def cached(self, key, build):
+        """A value built once per run and shared by every rule that asks for the same key (a
+        learned baseline, a per-client feature table, candidate pairs' beacon statistics...).
+        Keys start with the name of the module that builds them."""
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
 
     # --- baseline -----------------------------------------------------------------------
     def base(self, name: str):
@@ -131,9 +140,7 @@ class DetectContext:
         """Is `ip` on the rule's allowlist (by address, CIDR, ASN or organisation)?"""
         from .rules import Allowlist
 
-        al = getattr(spec, "_allow", None)
-        if al is None:
-            al = spec._allow = Allowlist(spec.allowlist)
+        al = self.cached(("allowlist", spec.id), lambda: Allowlist(spec.allowlist))
         if not al or ip is None:
             return False
         g = self.geo(ip)

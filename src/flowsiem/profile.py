@@ -15,6 +15,7 @@ Outputs in OUT/:
                              upload by one host, country, asn, as_org
   baseline/ip_info.parquet   every address seen: internal flag, country, asn, as_org
   baseline/clients.parquet   (with --servers) per external client of the public servers
+  baseline/client_hours.parquet  (with --servers) ip, hour, flows of each external client
 """
 
 from __future__ import annotations
@@ -190,7 +191,8 @@ def build_profile(data, out: Path, servers=None, options: ProfileOptions | None 
 
     if servers:
         with stage("profiling public-server clients"):
-            profile["public_servers"], tables["clients"] = _profile_servers(servers, engine, model, geo, opts, bucket_s)
+            profile["public_servers"], tables["clients"], tables["client_hours"] = _profile_servers(
+                servers, engine, model, geo, opts, bucket_s)
     else:
         profile["public_servers"] = None
 
@@ -482,6 +484,11 @@ def _profile_servers(servers, engine, model, geo, opts: ProfileOptions, bucket_s
     clients = clients.join(info_tbl[["country", "asn", "as_org"]], on="ip")
     clients["internal"] = model.classify_ips(clients.ip.tolist())
     external = clients[~clients.internal]
+    client_hours = by_hour_client[by_hour_client.ip.isin(set(external.ip))].astype({"hour": "int8"})
+    # The clients' rhythm with each client weighing one (a few heavy clients cannot shape it).
+    per_client = client_hours.flows / client_hours.groupby("ip").flows.transform("sum")
+    hour_profile = per_client.groupby(client_hours.hour).sum().reindex(range(24), fill_value=0.0)
+    hour_profile = hour_profile / max(float(hour_profile.sum()), 1e-12)
     top = opts.top
 
     def pop(col):
@@ -507,6 +514,7 @@ def _profile_servers(servers, engine, model, geo, opts: ProfileOptions, bucket_s
             "quiet_hour_share_per_client": _quantiles(external.quiet_hour_share),
             "flows_by_hour": [int(x) for x in by_hour.tolist()],
             "quiet_hours": quiet,
+            "hour_profile": [round(float(x), 6) for x in hour_profile.tolist()],
             "countries": pop("country"),
             "asn_orgs": pop("as_org"),
             "top_clients": _records(_top(external, "ip", top),
@@ -514,7 +522,8 @@ def _profile_servers(servers, engine, model, geo, opts: ProfileOptions, bucket_s
                                      "country", "as_org"]),
         },
     }
-    return section, clients.sort_values("flows", ascending=False).reset_index(drop=True)
+    return (section, clients.sort_values("flows", ascending=False).reset_index(drop=True),
+            client_hours.sort_values(["ip", "hour"]).reset_index(drop=True))
 
 
 # --- terminal summary ----------------------------------------------------------------------

@@ -5,7 +5,7 @@
     res = read_flows("zeek/", engine, fmt="zeek")           # every conn log in a folder
     res.table      # ibis.Table, canonical schema, lazy (nothing loaded yet for parquet)
 
-Formats (`fmt`): "auto" (recognised by content: detect.py), "flows" (the seed layout as parquet
+Formats (`fmt`): "auto" (recognised by content: sniff.py), "flows" (the seed layout as parquet
 or CSV: flows.py), "zeek" (conn.log as TSV or JSON lines, gzip or not: zeek.py), "nfdump"
 (`nfdump -o csv`: nfdump.py). A concrete name such as "zeek-json" is accepted too.
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import FlowsiemError, InputError, UsageError
-from .detect import FAMILIES, FORMATS
+from .sniff import FAMILIES, FORMATS
 from .timeunits import TIME_UNITS, guess_time_unit, normalize_time_unit, parse_date
 
 __all__ = ["read_flows", "ReadResult", "TIME_UNITS", "FORMATS", "guess_time_unit"]
@@ -67,12 +67,12 @@ def read_flows(source, engine, fmt: str = "auto", time_unit: str = "auto", date=
     Returns a ReadResult whose `table` has the canonical schema (flowsiem.schema). Raises
     InputError for unreadable or invalid input and UsageError for bad option values.
     """
-    from . import detect
+    from . import sniff
 
     fmt_req = _normalize_fmt(fmt)
     unit_req = normalize_time_unit(time_unit)
     parse_date(date)  # fail on a bad --date before touching any file
-    files, explicit = detect.resolve_sources(source)
+    files, explicit = sniff.resolve_sources(source)
 
     resolved: dict[Path, str] = {}
     not_flows: list[Path] = []
@@ -80,10 +80,10 @@ def read_flows(source, engine, fmt: str = "auto", time_unit: str = "auto", date=
     unknown_forced: list[tuple[Path, bytes]] = []  # found by dir/glob, format forced, not sniffed
     wanted = FAMILIES.get(fmt_req, (fmt_req,))
     for f in files:
-        head = detect.read_head(f)
+        head = sniff.read_head(f)
         if not head.strip(b" \t\r\n\0"):
             raise InputError("file is empty", file=str(f))
-        sniffed = detect.sniff(f, head)
+        sniffed = sniff.sniff(f, head)
         if sniffed.fmt and sniffed.fmt.startswith("zeek") and sniffed.zeek_path not in (None, "conn") \
                 and (fmt_req == "auto" or sniffed.fmt in wanted):
             if f in explicit:
@@ -101,7 +101,7 @@ def read_flows(source, engine, fmt: str = "auto", time_unit: str = "auto", date=
                 continue
             resolved[f] = sniffed.fmt
         elif f in explicit:
-            resolved[f] = detect.resolve_forced(f, fmt_req, head)
+            resolved[f] = sniff.resolve_forced(f, fmt_req, head)
         elif sniffed.fmt in wanted:
             resolved[f] = sniffed.fmt
         elif sniffed.fmt is None:
@@ -115,7 +115,7 @@ def read_flows(source, engine, fmt: str = "auto", time_unit: str = "auto", date=
             not_flows.extend(f for f, _ in unknown_forced)
         else:
             for f, head in unknown_forced:
-                resolved[f] = detect.resolve_forced(f, fmt_req, head)
+                resolved[f] = sniff.resolve_forced(f, fmt_req, head)
         resolved = {f: resolved[f] for f in files if f in resolved}
 
     notes: list[str] = []
@@ -143,7 +143,7 @@ def read_flows(source, engine, fmt: str = "auto", time_unit: str = "auto", date=
     truncated: list[Path] = []
 
     def data_of(path: Path) -> bytes:
-        data, cut = detect.read_bytes(path)
+        data, cut = sniff.read_bytes(path)
         if cut:
             truncated.append(path)
         return data

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from . import tables
-from .detect import GZIP_MAGIC
+from .sniff import GZIP_MAGIC
 
 # canonical column -> Zeek field
 FIELDS = {

@@ -17,44 +17,15 @@ from __future__ import annotations
 
 import copy
 import ipaddress
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..alerts import FAMILIES, SEVERITIES, RuleSpec
 from ..errors import UsageError
 
-# The four families and their exact ECS rule.category strings.
-FAMILIES = ("botnet", "exfiltration", "cnc", "external_abuse")
 FAMILY_MODULES = ("botnet", "exfiltration", "cnc", "external")
-SEVERITIES = {"low": 21, "medium": 47, "high": 73, "critical": 99}  # Elastic's severity -> risk mapping
 
 SHIPPED_RULES = Path(__file__).with_name("rules.yaml")
-
-
-@dataclass
-class RuleSpec:
-    id: str
-    name: str
-    family: str
-    technique: str                  # ATT&CK technique id, e.g. "T1071.004"
-    technique_name: str = ""
-    severity: str = "medium"
-    description: str = ""
-    false_positives: list[str] = field(default_factory=list)
-    thresholds: dict = field(default_factory=dict)
-    enabled: bool = True
-    allowlist: list[str] = field(default_factory=list)   # IPs, CIDRs or ASNs ("AS15169") or AS orgs ("org:GOOGLE")
-
-    @property
-    def severity_number(self) -> int:
-        return SEVERITIES[self.severity]
-
-    def t(self, name: str):
-        """A threshold by name; a missing one is a bug in rules.yaml, said clearly."""
-        try:
-            return self.thresholds[name]
-        except KeyError:
-            raise UsageError(f"rule {self.id}: threshold '{name}' missing from the rules file") from None
 
 
 class Allowlist:

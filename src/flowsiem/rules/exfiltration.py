@@ -1,469 +1,316 @@
 """exfiltration rules: data leaving the network, seen in flow records (see rules.yaml).
 
-Both rules judge a host against two yardsticks learned from the baseline day, and alert only
-when several independent cues agree:
-
-  * its OWN baseline day (how much it uploaded, to where, how much DNS it sent), and
-  * its PEERS: the population of internal hosts (robust quantiles and medians of their daily
-    uploads, of one host's daily upload to one destination, of their DNS traffic and query size).
+A host is judged against its OWN baseline day and its PEERS (the baseline population of internal
+hosts: robust quantiles and medians). Exfiltration evidence is volume together with where it goes
+and when: a big upload to an organisation the host never used, or at hours it is otherwise
+silent, or so big that nothing ordinary explains it. A bulk upload to a service the host already
+uses, in its working hours (backup, sync, sharing), is a low notice.
 
 Rules
   exfiltration.upload_volume  one destination (an address, or the addresses of one AS
                               organisation) receives today far more than the host uploaded to the
-                              whole internet on its baseline day, far more than peers send to one
-                              destination, and the destination is new or rare for the network, or
-                              received more than any host ever sent it.
-  exfiltration.dns_tunnel     a host's DNS upload (port 53, through any resolver) is a multiple of
-                              its own baseline, the added volume alone exceeds a typical host's
-                              whole day of DNS, and its queries are clearly longer than the
-                              network's (a tunnel encodes data in the query names). The network's
-                              own DNS servers and forwarders are never judged.
-
-Heavy work is a handful of Ibis aggregations over ctx.edge_hours / ctx.flows and the baseline
-tables; the scoring loops run over the (small) per-host and per-candidate-destination results.
+                              whole internet on its baseline day and far more than peers send to
+                              one destination; high when the organisation is new for the host (for
+                              a host new today: not one the network uses) or the volume is extreme,
+                              medium when most of it left at hours the host is silent, else low.
+  exfiltration.dns_tunnel     data in DNS queries: a host's DNS upload is a multiple of its own
+                              baseline, the added volume alone exceeds what nearly every host
+                              sends over DNS in a whole day, and its queries are clearly longer
+                              than the network's; or the volume alone is extreme. A low-rate DNS
+                              rhythm of modest volume is C&C polling (the cnc family's).
 """
 
 from __future__ import annotations
 
-import math
-
 from ..alerts import Alert, Evidence
-from ..network import INTERNAL_EXTERNAL, INTERNAL_INTERNAL
+from ..fmt import fmt_bytes
+from ..network import INTERNAL_EXTERNAL
 from . import rule
-
-DNS_PORT = 53  # a protocol fact: DNS is port 53 (UDP and TCP)
-
-
-# --- small helpers -------------------------------------------------------------------------------
-
-def fmt_bytes(n) -> str:
-    """1234567 -> '1.2 MB' (decimal units, as network tools print them)."""
-    try:
-        n = float(n)
-    except (TypeError, ValueError):
-        return "?"
-    if n != n:
-        return "?"
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1000
-    return f"{n}"
+from .common import (DNS_PORT, engine_table, familiar_origins, mean, median, num, orgs_of, past, quantile,
+                     timestamp, usual_hours, where)
+from .dns import dns_baseline, dns_flows, dns_rhythm, dns_today, exempt_hosts
 
 
-def _ratio_score(observed: float, threshold: float, span: float = 10.0) -> float:
-    """0 at the threshold, 1 at `span` times it (log scale); how far past a threshold we are."""
-    if threshold is None or threshold <= 0 or observed is None or observed != observed:
-        return 1.0 if observed and observed > 0 else 0.0
-    if observed <= threshold:
-        return 0.0
-    return min(1.0, math.log(observed / threshold) / math.log(span))
-
-
-def _num(v, default=0.0) -> float:
-    """A pandas/numpy scalar as float, NaN/None -> default."""
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return default
-    return default if f != f else f
-
-
-def _quantile(values, q: float) -> float:
-    import numpy as np
-
-    v = np.asarray(list(values), dtype=float)
-    v = v[~np.isnan(v)]
-    return float(np.quantile(v, q)) if v.size else 0.0
-
-
-def _median(values) -> float:
-    return _quantile(values, 0.5)
-
-
-def _where(ctx, ip: str) -> str:
-    """'142.250.184.243 (GOOGLE, US)' -- as much as enrichment knows."""
-    g = ctx.geo(ip)
-    parts = [str(x) for x in (g.get("as_org"), g.get("country"))
-             if x is not None and x == x and str(x) and str(x) not in ("private", "unknown")]
-    return f"{ip} ({', '.join(parts)})" if parts else ip
-
-
-def _org_of(ctx, ip: str):
-    g = ctx.geo(ip)
-    org = g.get("as_org")
-    if org is not None and org == org and str(org):
-        return str(org)
-    asn = g.get("asn")
-    if asn is not None and asn == asn:
-        return f"AS{int(asn)}"
-    return None
-
-
-def _ip_org_table(ctx):
-    """Engine table ip -> org (AS organisation, else 'AS<n>'); None without any enrichment."""
-    import pandas as pd
-    import pyarrow as pa
-
-    info = ctx.ip_info
-    if info is None or len(info) == 0 or "as_org" not in info.columns:
-        return None
-    org = info["as_org"].astype(object).where(info["as_org"].notna(), None)
-    if "asn" in info.columns:
-        asn = info["asn"].map(lambda a: f"AS{int(a)}" if a is not None and a == a else None)
-        org = org.where(org.notna(), asn)
-    df = pd.DataFrame({"ip": info.index.astype(str), "org": org.values}).dropna()
-    if len(df) == 0:
-        return None
-    return ctx.engine.from_arrow(pa.Table.from_pandas(df, preserve_index=False))
-
-
-# --- exfiltration.upload_volume ----------------------------------------------------------------------
+# --- exfiltration.upload_volume -----------------------------------------------------------------------
 
 @rule("exfiltration.upload_volume")
 def upload_volume(ctx, spec) -> list[Alert]:
     """Uploads to one destination far above the host's own baseline and its peers'."""
-    base_edges = ctx.base("edges")
-    hosts_df = ctx.base_df("hosts")
-    if base_edges is None or hosts_df is None:
+    ref = _upload_reference(ctx, spec)
+    if ref is None:
         return []
-    own_ratio = float(spec.t("own_ratio"))
-    floor_ratio = float(spec.t("min_excess_peer_median"))
-    peer_q = float(spec.t("peer_quantile"))
-    peer_ratio = float(spec.t("peer_ratio"))
-    dest_ratio = float(spec.t("dest_ratio"))
-    rare_share = float(spec.t("rare_share"))
-    new_host_q = float(spec.t("new_host_quantile"))
-    by_org = bool(spec.t("by_organisation"))
+    units = _upload_units(ctx, spec, ref)
+    best: dict = {}
+    for u in units:
+        v = _judge_upload(ctx, spec, ref, u)
+        if v and (u["src_ip"] not in best or v["rank"] > best[u["src_ip"]]["rank"]):
+            best[u["src_ip"]] = v
+    return [_explain_upload(ctx, spec, ref, v) for _, v in sorted(best.items())]
 
-    # Today: per (host, destination) over the day, from the per-(edge, hour) aggregate.
-    # DNS (port 53) is left out: its volume is dns_tunnel's, which knows the resolvers that
-    # forward everyone's queries and must not be judged on it.
+
+def _upload_reference(ctx, spec):
+    """The peers' yardsticks and each host's totals (small pandas tables), or None when the
+    baseline has no upload byte counts."""
+    b = ctx.base("edges")
+    hosts_df = ctx.base_df("hosts")
+    if b is None or hosts_df is None:
+        return None
+    # DNS is left out: its volume is dns_tunnel's, which knows the resolvers forwarding everyone's queries
+    b = b.filter((b.traffic_class == INTERNAL_EXTERNAL) & (b.port != DNS_PORT))
+    base = b.group_by("src_ip", "dst_ip").aggregate(base_up=b.up_bytes.sum().fill_null(0))
+    base_df = base.to_pandas()
+    totals = base_df.groupby("src_ip").base_up.sum()
+    whole_day = hosts_df[["ip"]].merge(totals.rename("t"), left_on="ip", right_index=True, how="left").t.fillna(0)
+    uploaders = whole_day[whole_day > 0]  # peers: hosts that upload at all (not printers, sensors)
+    ref = {"base": base_df, "totals": totals.to_dict(), "known": set(hosts_df.ip), "n_hosts": max(len(hosts_df), 1),
+           "peer_median": median(uploaders, 0.0), "peer_day_q": quantile(uploaders, spec.num("new_host_quantile")),
+           "pair_q": quantile(base_df.base_up, spec.num("peer_quantile"))}
+    if ref["pair_q"] <= 0 or ref["peer_day_q"] <= 0:
+        return None
+    base_df["org"] = orgs_of(ctx, base_df.dst_ip).to_numpy()
+    per_org = base_df.dropna(subset=["org"]).groupby(["src_ip", "org"]).base_up.sum()
+    ref["org_pair_q"] = quantile(per_org, spec.num("peer_quantile"), ref["pair_q"])
+    ref["host_orgs"] = per_org.to_dict()                                  # (host, org) -> bytes
+    ref["host_dsts"] = dict(zip(zip(base_df.src_ip, base_df.dst_ip), base_df.base_up))
+    ref["sources"] = base_df.groupby("dst_ip").src_ip.nunique().to_dict()
+    ref["org_sources"] = base_df.dropna(subset=["org"]).groupby("org").src_ip.nunique().to_dict()
+    ref["extreme"] = spec.num("extreme_ratio") * ref["peer_day_q"]
+    return ref
+
+
+def _upload_units(ctx, spec, ref) -> list[dict]:
+    """Candidate (host, destination) and (host, organisation) uploads today, with how much of each
+    left at hours the host is silent. Only hosts whose whole day could pass the own-baseline cue."""
     eh = ctx.edge_hours
     t = eh.filter((eh.traffic_class == INTERNAL_EXTERNAL) & (eh.port != DNS_PORT))
-    today = t.group_by("src_ip", "dst_ip").aggregate(
-        up=t.up_bytes.sum(), flows=t.flows.sum(), hours=t.hour.nunique(),
-        first_ts=t.first_ts.min(), last_ts=t.last_ts.max())
-    # Baseline: per (host, destination).
-    b = base_edges.filter((base_edges.traffic_class == INTERNAL_EXTERNAL) & (base_edges.port != DNS_PORT))
-    base = b.group_by("src_ip", "dst_ip").aggregate(base_up=b.up_bytes.sum().fill_null(0), base_flows=b.flows.sum())
-
-    # Per host: today's and the baseline's total external upload (one small table).
-    th = today.group_by("src_ip").aggregate(total=today.up.sum())
-    bh = base.group_by(src=base.src_ip).aggregate(base_total=base.base_up.sum())
-    hosts = th.left_join(bh, th.src_ip == bh.src).select("src_ip", "total", "base_total").to_pandas()
-    if len(hosts) == 0:
+    today = t.group_by("src_ip", "dst_ip", "hour").aggregate(up=t.up_bytes.sum(), flows=t.flows.sum(),
+                                                            first_ts=t.first_ts.min())
+    per_host = today.group_by("src_ip").aggregate(total=today.up.sum()).to_pandas()
+    floor = spec.num("min_excess_peer_median") * ref["peer_median"]
+    own = per_host.src_ip.map(ref["totals"]).fillna(0.0)
+    known = per_host.src_ip.isin(ref["known"])
+    ok = (per_host.total >= floor) & ((known & (per_host.total >= spec.num("own_ratio") * own))
+                                      | (~known & (per_host.total >= ref["peer_day_q"])))
+    cand = per_host[ok]
+    if not len(cand):
         return []
-    known = set(hosts_df.ip)
-    base_totals = hosts_df[["ip"]].merge(
-        bh.to_pandas().rename(columns={"src": "ip"}), on="ip", how="left").base_total.fillna(0)
-    n_hosts = max(len(known), 1)
-    uploaders = base_totals[base_totals > 0]            # peers: hosts that upload at all (not printers, sensors)
-    peer_median = _median(uploaders)                    # a typical host's whole day of external upload
-    peer_host_q = _quantile(uploaders, new_host_q)      # nearly every host's whole day
-    pair_q = _num(base.aggregate(q=base.base_up.quantile(peer_q)).to_pandas().q.iloc[0])
-    rare_hosts = max(1.0, rare_share * n_hosts)
-    if pair_q <= 0 or peer_host_q <= 0:
-        return []  # the baseline has no upload byte counts: nothing to judge by
-
-    hosts["base_total"] = hosts.base_total.fillna(0).astype(float)
-    hosts["known"] = hosts.src_ip.isin(known)
-    floor = floor_ratio * peer_median
-    # A necessary condition for any destination's excess to pass (excess <= today's total):
-    cand = hosts[(hosts.total >= floor)
-                 & ((hosts.known & (hosts.total >= own_ratio * hosts.base_total))
-                    | (~hosts.known & (hosts.total >= peer_host_q)))]
-    if len(cand) == 0:
-        return []
-    cand_ips = sorted(cand.src_ip)
-    host_row = hosts.set_index("src_ip")
-
-    # Candidate hosts' destinations today, with their baseline and the destination's popularity.
-    tc = today.filter(today.src_ip.isin(cand_ips))
-    pairs = tc.left_join(base, (tc.src_ip == base.src_ip) & (tc.dst_ip == base.dst_ip))
-    pairs = pairs.select(tc.src_ip, tc.dst_ip, tc.up, tc.flows, tc.hours, tc.first_ts, tc.last_ts,
-                         base_up=base.base_up.fill_null(0))
-    dest = b.group_by(ip=b.dst_ip).aggregate(sources=b.src_ip.nunique())
-    dest_max = base.group_by(ip=base.dst_ip).aggregate(max_host_up=base.base_up.max())
-    dest = dest.join(dest_max, "ip")
-    pairs = pairs.left_join(dest, pairs.dst_ip == dest.ip).drop("ip")
-    # Hosts using each destination today (popularity today, e.g. a CDN's new address).
-    users_today = today.group_by(ip=today.dst_ip).aggregate(users_today=today.src_ip.nunique())
-    pairs = pairs.left_join(users_today, pairs.dst_ip == users_today.ip).drop("ip")
-    pdf = pairs.to_pandas()
-    if len(pdf) == 0:
-        return []
-    pdf["base_up"] = pdf.base_up.fillna(0).astype(float)
-    pdf["sources"] = pdf.sources.fillna(0).astype(int)
-    pdf["max_host_up"] = pdf.max_host_up.fillna(0).astype(float)
-    pdf["unit"] = pdf.dst_ip
-    pdf["level"] = "address"
-    units = [pdf]
-
-    if by_org:
-        org_t = _ip_org_table(ctx)
-        if org_t is not None:
-            bo = base.join(org_t, base.dst_ip == org_t.ip)
-            per = bo.group_by("src_ip", "org").aggregate(base_up=bo.base_up.sum())
-            org_stats = per.group_by("org").aggregate(sources=per.src_ip.nunique(), max_host_up=per.base_up.max())
-            org_pair_q = _num(per.aggregate(q=per.base_up.quantile(peer_q)).to_pandas().q.iloc[0])
-            pdf["org"] = [_org_of(ctx, ip) for ip in pdf.dst_ip]
-            orgs = sorted({o for o in pdf.org if o})
-            if orgs:
-                ostats = org_stats.filter(org_stats.org.isin(orgs)).to_pandas().set_index("org")
-                own = per.filter(per.src_ip.isin(cand_ips) & per.org.isin(orgs)).to_pandas()
-                own = own.set_index(["src_ip", "org"]).base_up
-                g = pdf[pdf.org.notna()].groupby(["src_ip", "org"], as_index=False).agg(
-                    up=("up", "sum"), flows=("flows", "sum"), hours=("hours", "max"),
-                    first_ts=("first_ts", "min"), last_ts=("last_ts", "max"),
-                    addresses=("dst_ip", "nunique"), users_today=("users_today", "max"),
-                    dst_ip=("dst_ip", lambda s: s.iloc[0]))
-                g = g[g.addresses > 1]  # a single address is already judged at address level
-                if len(g):
-                    # the address that received the most is the one an analyst looks at first
-                    top = pdf[pdf.org.notna()].sort_values("up", ascending=False).drop_duplicates(["src_ip", "org"])
-                    g = g.drop(columns="dst_ip").merge(top[["src_ip", "org", "dst_ip"]], on=["src_ip", "org"])
-                    g["base_up"] = [_num(own.get((s, o), 0.0)) for s, o in zip(g.src_ip, g.org)]
-                    g["sources"] = [int(_num(ostats.sources.get(o, 0))) for o in g.org]
-                    g["max_host_up"] = [_num(ostats.max_host_up.get(o, 0.0)) for o in g.org]
-                    g["unit"] = g.org
-                    g["level"] = "organisation"
-                    g["pair_q"] = org_pair_q
-                    units.append(g)
-    import pandas as pd
-
-    allu = pd.concat(units, ignore_index=True)
-    if "pair_q" not in allu.columns:
-        allu["pair_q"] = pair_q
-    allu["pair_q"] = allu.pair_q.fillna(pair_q)
-
-    # Score every (host, unit); keep the strongest per host.
-    best: dict[str, tuple] = {}
-    for r in allu.itertuples(index=False):
-        h = host_row.loc[r.src_ip]
-        base_total = float(h.base_total)
-        is_known = bool(h.known)
-        up = float(r.up)
-        excess = up - float(r.base_up)
-        # cue 1: own baseline (or, for a new host, nearly every peer's whole day)
-        own_thr = max(own_ratio * base_total, floor) if is_known else max(peer_host_q, floor)
-        if excess < own_thr or excess <= 0:
-            continue
-        # cue 2: peers' uploads to one destination
-        peer_thr = peer_ratio * float(r.pair_q)
-        if up < peer_thr or peer_thr <= 0:
-            continue
-        # cue 3: the destination -- new or rare for the network, or more than any host ever sent it
-        new_net = r.sources == 0
-        rare = 0 < r.sources <= rare_hosts
-        dest_thr = dest_ratio * float(r.max_host_up)
-        beyond_any = up >= dest_thr and r.max_host_up > 0
-        if not (new_net or rare or beyond_any):
-            continue
-        score = (_ratio_score(excess, own_thr) + _ratio_score(up, peer_thr)
-                 + (1.0 if new_net else 0.7 if rare else _ratio_score(up, dest_thr))) / 3
-        key = r.src_ip
-        if key not in best or score > best[key][0]:
-            best[key] = (score, r, own_thr, peer_thr, dest_thr, new_net, rare, excess)
-
-    alerts = []
-    for src, (score, r, own_thr, peer_thr, dest_thr, new_net, rare, excess) in sorted(best.items()):
-        h = host_row.loc[src]
-        base_total, is_known = float(h.base_total), bool(h.known)
-        dst = r.dst_ip
-        geo = ctx.geo(dst)
-        org_unit = r.level == "organisation"
-        if org_unit:
-            target = f"{int(r.addresses)} addresses of {r.unit}"
-            if geo.get("country"):
-                target += f" ({geo['country']})"
-        else:
-            target = _where(ctx, dst)
-        novelty = []
-        if r.base_up <= 0:
-            novelty.append("new for the host")
-        if new_net:
-            novelty.append("new for the network")
-        elif rare:
-            novelty.append(f"rare: {int(r.sources)} host(s) on the baseline day")
-        else:
-            novelty.append(f"used by {int(r.sources)} hosts on the baseline day, none sent more than "
-                           f"{fmt_bytes(r.max_host_up)}")
-        if is_known:
-            base_txt = (f"its baseline day: {fmt_bytes(base_total)} to all external destinations "
-                        f"({fmt_bytes(r.base_up)} to this one)")
-        else:
-            base_txt = "a host absent from the baseline (judged against its peers only)"
-        msg = (f"uploaded {fmt_bytes(r.up)} to {target} today [{'; '.join(novelty)}]; {base_txt}, "
-               f"peers' median {fmt_bytes(peer_median)} per day, peers' {int(round(peer_q * 100))}th "
-               f"percentile to one destination {fmt_bytes(r.pair_q)}")
-        ev = [
-            Evidence(f"upload to {'the organisation' if org_unit else 'the destination'} today", "bytes",
-                     observed=int(r.up), baseline=int(r.base_up) if is_known else None,
-                     reference=float(r.pair_q), threshold=float(peer_thr)),
-            Evidence("upload above the host's baseline to this destination vs its whole-day external upload",
-                     "bytes", observed=int(excess), baseline=int(base_total) if is_known else None,
-                     reference=float(peer_median if is_known else peer_host_q), threshold=float(own_thr)),
-            Evidence("upload to this destination today vs the largest one host sent it on the baseline day",
-                     "bytes", observed=int(r.up), baseline=int(r.max_host_up),
-                     threshold=float(dest_thr) if r.max_host_up > 0 else None),
-            Evidence("hosts that used this destination", "hosts", observed=int(_num(r.users_today, 1)),
-                     baseline=int(r.sources), reference=n_hosts, threshold=float(rare_hosts)),
-            Evidence("host's total external upload", "bytes", observed=int(h.total),
-                     baseline=int(base_total) if is_known else None, reference=float(peer_host_q)),
-            Evidence("hours with upload to this destination", "hours", observed=int(r.hours)),
-        ]
-        alerts.append(Alert(
-            rule=spec, source_ip=src, message=msg, evidence=ev, score=score, destination_ip=dst,
-            timestamp=r.first_ts if r.first_ts == r.first_ts else None,
-            details={"destination_level": r.level, "destination": r.unit, "as_org": geo.get("as_org"),
-                     "country": geo.get("country"), "new_for_host": bool(r.base_up <= 0),
-                     "new_for_network": bool(new_net), "rare_for_network": bool(rare),
-                     "baseline_sources": int(r.sources), "host_in_baseline": is_known,
-                     "first_ts": r.first_ts, "last_ts": r.last_ts, "flows": int(r.flows)},
-        ))
-    return alerts
+    df = today.semi_join(engine_table(ctx, cand, ["src_ip"]), "src_ip").to_pandas()
+    uh = usual_hours(ctx, int(spec.num("margin_hours")), spec.num("core_share")) or {"usual": {}}
+    df["silent"] = [h in uh["usual"] and int(x) not in uh["usual"][h] for h, x in zip(df.src_ip, df.hour)]
+    df["silent_up"] = df.up.where(df.silent, 0)
+    df["org"] = orgs_of(ctx, df.dst_ip).to_numpy()
+    users_today = df.groupby("dst_ip").src_ip.nunique()
+    total = dict(zip(cand.src_ip, cand.total))
+    units = []
+    for (src, dst), g in df.groupby(["src_ip", "dst_ip"]):
+        units.append(_unit(src, dst, "address", g, total[src], ref["host_dsts"].get((src, dst), 0.0),
+                           ref["sources"].get(dst, 0), ref["pair_q"], org=g.org.iloc[0], users=users_today.get(dst, 1)))
+    if spec.t("by_organisation"):
+        for (src, org), g in df.dropna(subset=["org"]).groupby(["src_ip", "org"]):
+            if g.dst_ip.nunique() > 1:  # a single address is already judged at address level
+                top = g.groupby("dst_ip").up.sum().idxmax()  # the address an analyst looks at first
+                units.append(_unit(src, top, "organisation", g, total[src], ref["host_orgs"].get((src, org), 0.0),
+                                   ref["org_sources"].get(org, 0), ref["org_pair_q"], org=org,
+                                   users=int(users_today.reindex(g.dst_ip.unique()).max())))
+    return units
 
 
-# --- exfiltration.dns_tunnel ---------------------------------------------------------------------
+def _unit(src, dst, level, g, total, base_up, sources, pair_q, org, users) -> dict:
+    return {"src_ip": src, "dst_ip": dst, "level": level, "org": org, "up": float(g.up.sum()),
+            "silent_up": float(g.silent_up.sum()), "flows": int(g.flows.sum()), "hours": int(g.hour.nunique()),
+            "first_ts": g.first_ts.min(), "total": float(total), "base_up": float(base_up), "sources": int(sources),
+            "pair_q": float(pair_q), "users_today": int(users), "addresses": int(g.dst_ip.nunique())}
 
-def _resolver_hosts(ctx) -> set:
-    """Internal addresses that act as DNS servers: internal servers offering port 53, internal
-    resolvers of the baseline, and internal hosts other internal hosts query on port 53 today."""
-    out = {ip for ip, _proto, port in ctx.server_services if port == DNS_PORT}
-    res = (ctx.profile.get("hosts") or {}).get("resolvers") or []
-    info = ctx.ip_info
-    for ip in res:
-        if ip in info.index and bool(info.loc[ip, "internal"]):
-            out.add(ip)
-    e = ctx.edges
-    q = e.filter((e.port == DNS_PORT) & (e.traffic_class == INTERNAL_INTERNAL))
-    served = q.group_by(ip=q.dst_ip).aggregate(clients=q.src_ip.nunique()).to_pandas()
-    out.update(served[served.clients >= 2].ip)
-    return out
 
+def _judge_upload(ctx, spec, ref, u) -> dict | None:
+    """Volume cues first (the host's own day, the peers' per-destination uploads), then where
+    and when decide the severity."""
+    known = u["src_ip"] in ref["known"]
+    base_total = ref["totals"].get(u["src_ip"], 0.0)
+    floor = spec.num("min_excess_peer_median") * ref["peer_median"]
+    excess = u["up"] - u["base_up"]
+    own_thr = max(spec.num("own_ratio") * base_total, floor) if known else max(ref["peer_day_q"], floor)
+    peer_thr = spec.num("peer_ratio") * u["pair_q"]
+    if excess <= 0 or excess < own_thr or u["up"] < peer_thr:
+        return None
+    org = u["org"]
+    if known:  # where: an organisation (else an address) the host never sent anything to
+        new_for_host = ((u["src_ip"], org) not in ref["host_orgs"]) if org else u["base_up"] <= 0
+    else:      # a host new today has no history: an organisation the network does not use
+        share = familiar_origins(ctx).get("as_org", {}).get(org, 0.0) if org else 0.0
+        new_for_host = share < spec.num("familiar_host_share")
+    extreme = u["up"] >= ref["extreme"]
+    off_hours = known and u["silent_up"] >= spec.num("silent_share") * u["up"]
+    severity = None if (new_for_host or extreme) else "medium" if off_hours else "low"
+    score = mean(past(excess, own_thr), past(u["up"], peer_thr), float(new_for_host), past(u["up"], ref["extreme"]))
+    return {**u, "known": known, "base_total": base_total, "excess": excess, "own_thr": own_thr,
+            "peer_thr": peer_thr, "new_for_host": new_for_host, "extreme": extreme, "off_hours": off_hours,
+            "severity": severity, "score": score,
+            "rank": ({None: 2, "medium": 1, "low": 0}[severity], score)}
+
+
+def _explain_upload(ctx, spec, ref, v) -> Alert:
+    dst, org_unit = v["dst_ip"], v["level"] == "organisation"
+    geo = ctx.geo(dst)
+    target = (f"{v['addresses']} addresses of {v['org']}" + (f" ({geo['country']})" if geo.get("country") else "")
+              if org_unit else f"{dst}{where(ctx, dst)}")
+    new_net, rare = v["sources"] == 0, 0 < v["sources"] <= max(1.0, spec.num("rare_share") * ref["n_hosts"])
+    why = []
+    if v["new_for_host"]:
+        why.append(f"{'an organisation' if v['org'] else 'a destination'} the host never sent anything to"
+                   if v["known"] else "an organisation the network does not use (a host new today)")
+    else:
+        why.append(f"a service the host already used ({fmt_bytes(ref['host_orgs'].get((v['src_ip'], v['org']), v['base_up']))} "
+                   f"on its baseline day)")
+    why.append("new for the network" if new_net else f"rare: {v['sources']} host(s) on the baseline day" if rare
+               else f"used by {v['sources']} hosts on the baseline day")
+    if v["off_hours"]:
+        why.append(f"{fmt_bytes(v['silent_up'])} of it at hours the host is otherwise silent")
+    if v["extreme"]:
+        why.append(f"beyond {spec.num('extreme_ratio'):g}x what nearly any host uploads in a whole day")
+    elif v["severity"] == "low":
+        why.append("in its working hours: a backup or sync looks like this")
+    base_txt = (f"its baseline day: {fmt_bytes(v['base_total'])} to all external destinations "
+                f"({fmt_bytes(v['base_up'])} to this one)" if v["known"]
+                else "a host absent from the baseline (judged against its peers only)")
+    msg = (f"uploaded {fmt_bytes(v['up'])} to {target} today [{'; '.join(why)}]; {base_txt}, "
+           f"peers' median {fmt_bytes(ref['peer_median'])} per day, peers' "
+           f"{int(round(spec.num('peer_quantile') * 100))}th percentile to one destination {fmt_bytes(v['pair_q'])}")
+    ev = [
+        Evidence(f"upload to {'the organisation' if org_unit else 'the destination'} today", "bytes",
+                 observed=int(v["up"]), baseline=int(v["base_up"]) if v["known"] else None,
+                 reference=v["pair_q"], threshold=v["peer_thr"]),
+        Evidence("upload above the host's baseline to this destination vs its whole-day external upload",
+                 "bytes", observed=int(v["excess"]), baseline=int(v["base_total"]) if v["known"] else None,
+                 reference=ref["peer_median"] if v["known"] else ref["peer_day_q"], threshold=v["own_thr"]),
+        Evidence("destination's organisation new for the host", "flag", observed=bool(v["new_for_host"]),
+                 baseline=None if not v["known"] else not v["new_for_host"]),
+        Evidence("upload at hours the host is silent", "bytes", observed=int(v["silent_up"]),
+                 threshold=round(spec.num("silent_share") * v["up"])),
+        Evidence("upload vs what nearly any host uploads in a whole day", "bytes", observed=int(v["up"]),
+                 reference=ref["peer_day_q"], threshold=ref["extreme"]),
+        Evidence("hosts that used this destination", "hosts", observed=v["users_today"], baseline=v["sources"],
+                 reference=ref["n_hosts"]),
+        Evidence("host's total external upload", "bytes", observed=int(v["total"]),
+                 baseline=int(v["base_total"]) if v["known"] else None, reference=ref["peer_day_q"]),
+        Evidence("hours with upload to this destination", "hours", observed=v["hours"]),
+    ]
+    return Alert(
+        rule=spec, source_ip=v["src_ip"], message=msg, evidence=ev, score=v["score"], severity=v["severity"],
+        destination_ip=dst, timestamp=timestamp(v["first_ts"]),
+        details={"destination_level": v["level"], "destination": v["org"] if org_unit else dst, "as_org": geo.get("as_org"),
+                 "country": geo.get("country"), "new_for_host": bool(v["new_for_host"]),
+                 "new_for_network": bool(new_net), "rare_for_network": bool(rare), "off_hours": bool(v["off_hours"]),
+                 "extreme": bool(v["extreme"]), "baseline_sources": v["sources"], "host_in_baseline": v["known"],
+                 "flows": v["flows"]},
+    )
+
+
+# --- exfiltration.dns_tunnel -------------------------------------------------------------------------
 
 @rule("exfiltration.dns_tunnel")
 def dns_tunnel(ctx, spec) -> list[Alert]:
     """DNS upload far above the host's own baseline and its peers', in long queries."""
-    own_ratio = float(spec.t("own_ratio"))
-    peer_excess = float(spec.t("peer_excess"))
-    size_ratio = float(spec.t("size_ratio"))
-    new_host_q = float(spec.t("new_host_quantile"))
-    volume_only_ratio = float(spec.t("volume_only_ratio"))
-    base_edges = ctx.base("edges")
-    if base_edges is None:
+    b = dns_baseline(ctx, spec)
+    hosts = _dns_per_host(ctx, spec, b)
+    if hosts is None:
         return []
-    exempt = _resolver_hosts(ctx)
+    peer = {"up_median": median(b.host_dns_up.values(), 0.0), "up_q": quantile(list(b.host_dns_up.values()),
+                                                                                 spec.num("peer_quantile")),
+            "flows_median": median(b.host_dns_flows.values(), 0.0), "query": median(hosts.q50, 0.0)}
+    if peer["up_q"] <= 0:
+        return []  # the baseline has no DNS byte counts (e.g. a capture without orig_bytes)
+    cands = [c for c in (_judge_tunnel(spec, b, peer, r) for r in hosts.itertuples(index=False)) if c]
+    cands = _not_polling(ctx, spec, cands)
+    return [_explain_tunnel(ctx, spec, b, peer, c) for c in cands]
 
-    # Today, per internal host: DNS flows, bytes sent and the median query size (flow level).
-    f = ctx.flows
-    d = f.filter((f.port == DNS_PORT) & f.src_internal)
-    today = d.group_by("src_ip").aggregate(
-        flows=d.count(), up=d.up_bytes.sum().fill_null(0), q50=d.up_bytes.quantile(0.5),
-        resolvers=d.dst_ip.nunique(), first_ts=d.ts.min(), last_ts=d.ts.max())
-    be = base_edges.filter(base_edges.port == DNS_PORT)
-    base = be.group_by(src=be.src_ip).aggregate(base_flows=be.flows.sum(), base_up=be.up_bytes.sum().fill_null(0))
-    df = today.left_join(base, today.src_ip == base.src).drop("src").to_pandas()
-    if len(df) == 0:
-        return []
-    bdf = base.to_pandas()
-    bdf = bdf[~bdf.src.isin(exempt)]
-    df = df[~df.src_ip.isin(exempt)].copy()
-    if len(df) == 0 or len(bdf) == 0:
-        return []
-    hosts_df = ctx.base_df("hosts")
-    known = set(hosts_df.ip) if hosts_df is not None else set()
 
-    peer_up_median = _median(bdf.base_up)              # a typical host's whole day of DNS upload
-    peer_up_q = _quantile(bdf.base_up, new_host_q)     # nearly every host's whole day
-    if peer_up_q <= 0:
-        return []  # the baseline has no DNS byte counts (e.g. a capture without orig_bytes): nothing to judge by
-    peer_flows_median = _median(bdf.base_flows)
-    peer_query = _median(df.q50)                       # the network's typical query size today
-    base_query = _median((bdf.base_up / bdf.base_flows.clip(lower=1)))
+def _dns_per_host(ctx, spec, b):
+    """Today, per internal host that is not a resolver: DNS flows, bytes sent, median query."""
+    d = dns_flows(ctx)
+    today = d.group_by("src_ip").aggregate(flows=d.count(), up=d.up_bytes.sum().fill_null(0),
+                                           q50=d.up_bytes.quantile(0.5), resolvers=d.dst_ip.nunique(),
+                                           first_ts=d.ts.min()).to_pandas()
+    today = today[~today.src_ip.isin(exempt_hosts(ctx, spec, b))]
+    return today if len(today) and b.host_dns_up else None
 
-    df["base_up"] = df.base_up.fillna(0).astype(float)
-    df["base_flows"] = df.base_flows.fillna(0).astype(float)
-    size_thr = size_ratio * peer_query
-    cands = []
-    for r in df.itertuples(index=False):
-        up, q50 = float(r.up), _num(r.q50)
-        if up <= 0:
-            continue
-        has_base = r.base_flows > 0 and r.src_ip in known
-        own_base = r.base_up if has_base else peer_up_median  # a host without DNS baseline: its peers'
-        if has_base:
-            vol_thr = max(own_ratio * r.base_up, r.base_up + peer_excess * peer_up_median)
-        else:
-            vol_thr = max(peer_up_q, peer_excess * peer_up_median)
-        # Long queries and a multiplied volume; or, whatever the query size, a volume so far past
-        # the host's own day and above nearly every peer's whole day that nothing ordinary explains it.
-        long_and_many = q50 >= size_thr and up >= vol_thr > 0
-        extreme_thr = max(volume_only_ratio * own_base, peer_up_q)
-        extreme = up >= extreme_thr > 0
-        if not (long_and_many or extreme):
-            continue
-        if long_and_many:
-            score = (_ratio_score(up, vol_thr) + _ratio_score(q50, size_thr, span=4.0)) / 2
-        else:
-            score = 0.5 * _ratio_score(up, extreme_thr)
-        cands.append((r, has_base, vol_thr if long_and_many else extreme_thr, score,
-                      "long queries, many more of them" if long_and_many else "DNS volume alone"))
+
+def _judge_tunnel(spec, b, peer, r) -> dict | None:
+    """Long queries AND a multiplied volume whose excess is more than nearly any host's whole day
+    of DNS; or, whatever the query size, an extreme volume."""
+    up, q50 = float(r.up), num(r.q50)
+    own = b.host_dns_up.get(r.src_ip)
+    has_base = own is not None and b.host_dns_flows.get(r.src_ip, 0) > 0
+    base_up = own if has_base else peer["up_median"]
+    vol_thr = max(spec.num("own_ratio") * base_up, base_up + peer["up_q"])
+    size_thr = spec.num("size_ratio") * peer["query"]
+    long_and_many = q50 >= size_thr and up >= vol_thr > 0
+    extreme_thr = max(spec.num("volume_only_ratio") * base_up, peer["up_q"])
+    extreme = up >= extreme_thr > 0
+    if up <= 0 or not (long_and_many or extreme):
+        return None
+    score = (mean(past(up, vol_thr), past(q50, size_thr, 4.0)) if long_and_many else 0.5 * past(up, extreme_thr))
+    return {"row": r, "has_base": has_base, "base_up": base_up, "vol_thr": vol_thr if long_and_many else extreme_thr,
+            "size_thr": size_thr, "score": score, "long": long_and_many,
+            "cues": "long queries, many more of them" if long_and_many else "DNS volume alone"}
+
+
+def _not_polling(ctx, spec, cands) -> list[dict]:
+    """Drop candidates whose DNS is a low-rate timer: C&C polling, not data. A tunnel is driven by
+    the data it carries; its queries come in bursts, not on a clock."""
     if not cands:
         return []
+    import pandas as pd
 
-    # Where the DNS went: per (host, resolver) for the flagged hosts only.
-    ips = sorted(c[0].src_ip for c in cands)
+    ips = sorted(c["row"].src_ip for c in cands)
+    today = dns_today(ctx)
+    top = today[today.src_ip.isin(ips)].sort_values("up_bytes").drop_duplicates("src_ip", keep="last")
+    rhythm = dns_rhythm(ctx, dns_flows(ctx), pd.DataFrame(top[["src_ip", "dst_ip"]]))
+    out = []
+    for c in cands:
+        pair = top[top.src_ip == c["row"].src_ip]
+        bs = rhythm.get((c["row"].src_ip, pair.dst_ip.iloc[0])) if len(pair) else None
+        c["rhythm_p"] = bs["rhythm_p"] if bs else 1.0
+        if c["rhythm_p"] > spec.num("polling_alpha") or not c["long"]:
+            out.append(c)
+    return out
+
+
+def _explain_tunnel(ctx, spec, b, peer, c) -> Alert:
+    r = c["row"]
     e = ctx.edges
-    q = e.filter((e.port == DNS_PORT) & e.src_ip.isin(ips))
-    per_res = q.group_by("src_ip", "dst_ip").aggregate(flows=q.flows.sum(), up=q.up_bytes.sum()).to_pandas()
-    bq = base_edges.filter((base_edges.port == DNS_PORT) & base_edges.src_ip.isin(ips))
-    base_pairs = set(map(tuple, bq.select("src_ip", "dst_ip").distinct().to_pandas().values.tolist()))
-    net_resolvers = set((ctx.profile.get("hosts") or {}).get("resolvers") or []) | exempt
-
-    alerts = []
-    for r, has_base, vol_thr, score, why in cands:
-        mine = per_res[per_res.src_ip == r.src_ip].sort_values("up", ascending=False)
-        res_txt, top = [], None
-        for x in mine.head(3).itertuples(index=False):
-            top = top or x.dst_ip
-            kind = []
-            if x.dst_ip in exempt:
-                kind.append("company DNS server")
-            elif x.dst_ip in net_resolvers:
-                kind.append("a resolver of the network")
-            else:
-                kind.append("not a resolver of the network")
-            if (r.src_ip, x.dst_ip) not in base_pairs:
-                kind.append("new for the host")
-            res_txt.append(f"{_where(ctx, x.dst_ip)} [{', '.join(kind)}] {fmt_bytes(x.up)}")
-        own_q = r.base_up / r.base_flows if r.base_flows > 0 else None
-        if has_base:
-            base_txt = (f"its baseline day: {fmt_bytes(r.base_up)} in {int(r.base_flows):,} queries "
-                        f"(today {r.up / max(r.base_up, 1):.1f}x that)")
-        else:
-            base_txt = "no DNS from it on the baseline day (judged against its peers only)"
-        msg = (f"sent {fmt_bytes(r.up)} in {int(r.flows):,} DNS queries (median {fmt_bytes(r.q50)} each) "
-               f"via {'; '.join(res_txt) or 'port 53'} today; {base_txt}; peers' median "
-               f"{fmt_bytes(peer_up_median)} per day, median query {fmt_bytes(peer_query)}")
-        ev = [
-            Evidence("DNS bytes sent (port 53, all resolvers)", "bytes", observed=int(r.up),
-                     baseline=int(r.base_up) if has_base else None, reference=float(peer_up_median),
-                     threshold=float(vol_thr)),
-            Evidence("DNS flows", "flows", observed=int(r.flows),
-                     baseline=int(r.base_flows) if has_base else None, reference=float(peer_flows_median)),
-            Evidence("DNS query size: today's median bytes sent per query (baseline: the host's mean "
-                     "on its baseline day; reference: the network's median today)", "bytes", observed=float(_num(r.q50)),
-                     baseline=float(own_q) if own_q is not None else None, reference=float(peer_query),
-                     threshold=float(size_thr)),
-            Evidence("resolvers used today", "addresses", observed=int(r.resolvers)),
-        ]
-        alerts.append(Alert(
-            rule=spec, source_ip=r.src_ip, message=msg, evidence=ev, score=score, destination_ip=top,
-            timestamp=r.first_ts if r.first_ts == r.first_ts else None, example_port=DNS_PORT,
-            details={"resolvers": mine.head(5).dst_ip.tolist(), "host_in_baseline": has_base, "cues": why,
-                     "network_baseline_mean_query_bytes": base_query,
-                     "first_ts": r.first_ts, "last_ts": r.last_ts},
-        ))
-    return alerts
+    q = e.filter((e.port == DNS_PORT) & (e.src_ip == r.src_ip))
+    mine = q.group_by("dst_ip").aggregate(up=q.up_bytes.sum()).to_pandas().sort_values("up", ascending=False)
+    res_txt = []
+    for x in mine.head(3).itertuples(index=False):
+        kind = ("company DNS server" if x.dst_ip in b.dns_servers else "a resolver of the network"
+                if x.dst_ip in b.established else "not a resolver of the network")
+        if x.dst_ip not in b.host_resolvers.get(r.src_ip, ()):
+            kind += ", new for the host"
+        res_txt.append(f"{x.dst_ip}{where(ctx, x.dst_ip)} [{kind}] {fmt_bytes(x.up)}")
+    base_flows = b.host_dns_flows.get(r.src_ip, 0)
+    base_txt = (f"its baseline day: {fmt_bytes(c['base_up'])} in {base_flows:,} queries "
+                f"(today {r.up / max(c['base_up'], 1):.1f}x that)" if c["has_base"]
+                else "no DNS from it on the baseline day (judged against its peers only)")
+    msg = (f"sent {fmt_bytes(r.up)} in {int(r.flows):,} DNS queries (median {fmt_bytes(r.q50)} each) "
+           f"via {'; '.join(res_txt) or 'port 53'} today; {base_txt}; peers' median "
+           f"{fmt_bytes(peer['up_median'])} per day, median query {fmt_bytes(peer['query'])}")
+    ev = [
+        Evidence("DNS bytes sent (port 53, all resolvers)", "bytes", observed=int(r.up),
+                 baseline=int(c["base_up"]) if c["has_base"] else None, reference=peer["up_median"],
+                 threshold=c["vol_thr"]),
+        Evidence("DNS flows", "flows", observed=int(r.flows), baseline=base_flows if c["has_base"] else None,
+                 reference=peer["flows_median"]),
+        Evidence("DNS query size: today's median bytes sent per query (reference: the network's median today)",
+                 "bytes", observed=num(r.q50), baseline=round(c["base_up"] / base_flows, 1) if base_flows else None,
+                 reference=peer["query"], threshold=c["size_thr"]),
+        Evidence("chance of so regular query times under random lookups (C&C polling, not data)", "probability",
+                 observed=float(f"{c['rhythm_p']:.3g}"), threshold=spec.num("polling_alpha")),
+        Evidence("resolvers used today", "addresses", observed=int(r.resolvers)),
+    ]
+    return Alert(
+        rule=spec, source_ip=r.src_ip, message=msg, evidence=ev, score=c["score"],
+        destination_ip=mine.dst_ip.iloc[0] if len(mine) else None, timestamp=timestamp(r.first_ts),
+        example_port=DNS_PORT,
+        details={"resolvers": mine.head(5).dst_ip.tolist(), "host_in_baseline": c["has_base"], "cues": c["cues"]},
+    )

@@ -2,24 +2,23 @@
 population by their number of requests, the hours they keep, the size of what they fetch, or
 their origin (see the external_abuse section of rules.yaml for every threshold and its reason).
 
-All four rules share one per-client feature table, built once per detect run and cached on the
-DetectContext: one aggregation of the servers flows in the engine (plus, without a baseline, a
-24-row aggregation to learn the quiet hours). Each rule then combines its cues in pandas on that
-table (one row per client) and explains what it found.
+All four rules share one per-client feature table, built once per detect run: one aggregation
+of the servers flows in the engine (per client, and per client and hour). Each rule combines its
+cues in pandas/numpy on that table (one row per client) and explains what it found.
 
 Reference population ("the clients"):
   * with a clean servers day in the profile (`flowsiem profile --servers`): the baseline clients
-    table (flows, bytes served, bytes per flow and quiet-hour share of every client, countries
-    and AS organisations), the profile's learned quiet hours, and each client's own baseline row
-    when it was there (a client is compared with the population AND with itself: a crawler that
-    is busy around the clock every day is not news);
+    (their flows, bytes, hours, countries and AS organisations), the profile's learned quiet
+    hours and hour profile, and each client's own baseline when it was there (a client is
+    compared with the population AND with itself: a crawler busy around the clock every day is
+    not news);
   * without it: today's clients themselves. Medians, MADs and quantiles hardly move when a few
-    clients misbehave, and the quiet hours are learned from per-client normalised hour shares
-    (each client weighs one, however many flows it sends), so one flood cannot make the night
-    look busy.
+    clients misbehave, and the hours are learned with each client weighing one, so one flood
+    cannot make the night look busy.
 
-Volumes are compared on a log scale (robust z = (log x - median) / (1.4826 MAD)): client volumes
-are log-normal-ish, a few heavy clients are normal, and only z-scores far in the tail count.
+Volumes are compared on a log scale (robust z = (log x - median) / (1.4826 MAD)). Hours are
+weighed by how improbable they are under the population's hour profile: evening use is common,
+steady use at 02-05 h is not ("hour rarity", off_hours).
 """
 
 from __future__ import annotations
@@ -27,66 +26,27 @@ from __future__ import annotations
 import math
 
 from ..alerts import Alert, Evidence
+from ..fmt import fmt_bytes, fmt_count, fmt_hours, fmt_share, is_missing
 from . import rule
-from .stats import MAD_TO_SIGMA
+from .common import (DAY_HOURS, MAD_TO_SIGMA, familiar_origins, from_log_z, log_center_spread, log_z, mad,
+                     past_linear, quantile, quiet_hours, size_aware_z, wilson_lower)
 
-DAY_HOURS = 24
-Z99 = 2.3263  # standard normal 99th percentile
+Z99 = 2.3263  # the standard normal 99th percentile: "the clients' 99th percentile" of a fitted log-normal
 
 
 # --- shared features ----------------------------------------------------------------------------
 
-def _quiet_hours_today(t, share: float) -> list[int]:
-    """Quiet hours learned from today's clients: hours whose summed per-client share of activity
-    is below `share` x that of the busiest hour (each client counts once, whatever its volume)."""
-    ch = t.group_by(ip=t.src_ip, hour=t.hour).aggregate(n=t.count())
-    ch = ch.mutate(w=ch.n.cast("float64") / ch.n.sum().over(group_by=ch.ip).cast("float64"))
-    byh = ch.group_by("hour").aggregate(w=ch.w.sum()).to_pandas()
-    w = {int(h): float(v) for h, v in zip(byh.hour, byh.w)}
-    top = max(w.values(), default=0.0)
-    if top <= 0:
-        return []
-    return [h for h in range(DAY_HOURS) if w.get(h, 0.0) < share * top]
-
-
-def _log(x):
-    import numpy as np
-
-    return np.log(np.maximum(np.asarray(x, dtype=float), 1.0))
-
-
-def _robust(values, floor: float) -> tuple[float, float]:
-    """(median, 1.4826 x MAD) of log values, the scale never below `floor`."""
-    import numpy as np
-
-    v = _log(values)
-    if not v.size:
-        return float("nan"), floor
-    med = float(np.median(v))
-    return med, max(MAD_TO_SIGMA * float(np.median(np.abs(v - med))), floor)
-
-
-def _wilson_lower(k, n, z: float):
-    """Lower confidence bound of a proportion k/n (Wilson score interval): a share measured on a
-    handful of flows is not evidence."""
-    import numpy as np
-
-    k = np.asarray(k, dtype=float)
-    n = np.maximum(np.asarray(n, dtype=float), 1.0)
-    p = k / n
-    den = 1 + z * z / n
-    centre = p + z * z / (2 * n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return np.clip((centre - half) / den, 0.0, 1.0)
-
-
 class ClientFeatures:
     """Per-client features of the test day, the reference population and its statistics."""
 
-    def __init__(self, df, ref, quiet_hours: list[int], mode: str):
-        self.df = df                    # pandas, one row per external client (index: ip)
+    def __init__(self, df, ref, hours, ref_hours, own_hours, profile, quiet: list[int], mode: str):
+        self.df = df                    # pandas, one row per external client today (index: ip)
         self.ref = ref                  # pandas, the reference population (one row per client)
-        self.quiet_hours = quiet_hours
+        self.hours = hours              # numpy (clients today x 24): flows per hour, rows as df
+        self.ref_hours = ref_hours      # numpy (reference clients x 24), rows as ref
+        self.own_hours = own_hours      # numpy (clients today x 24): their baseline day's hours, or None
+        self.profile = profile          # numpy (24,): the clients' hour profile, each client weighing one
+        self.quiet_hours = quiet
         self.mode = mode                # "baseline" (clean servers day) or "today"
         self._stats: dict = {}
 
@@ -102,13 +62,29 @@ class ClientFeatures:
 
 
 def client_features(ctx, spec) -> ClientFeatures | None:
-    """The shared per-client feature table (cached on ctx per quiet_hour_share and min_clients,
-    the two knobs that shape it)."""
-    key = (float(spec.t("quiet_hour_share")), int(spec.t("min_clients")))
-    cache = ctx.__dict__.setdefault("_external_features", {})
-    if key not in cache:
-        cache[key] = _build_features(ctx, *key)
-    return cache[key]
+    """The shared per-client feature table (per quiet_hour_share and min_clients, the two knobs
+    that shape it)."""
+    key = (spec.num("quiet_hour_share"), int(spec.num("min_clients")))
+    return ctx.cached(("external.features", *key), lambda: _build_features(ctx, *key))
+
+
+def _hour_matrix(ch, index):
+    """(ip, hour, flows) rows -> numpy (len(index) x 24) of flows, rows in `index` order."""
+    import numpy as np
+
+    m = ch.pivot_table(index="ip", columns="hour", values="flows", aggfunc="sum", fill_value=0)
+    m = m.reindex(index=index, columns=range(DAY_HOURS), fill_value=0)
+    return np.nan_to_num(m.to_numpy(dtype=float))
+
+
+def _hour_profile(matrix):
+    """Mean of the clients' per-client normalised hour shares (each client weighs one)."""
+    import numpy as np
+
+    tot = matrix.sum(axis=1, keepdims=True)
+    shares = matrix[tot[:, 0] > 0] / tot[tot[:, 0] > 0]
+    p = shares.mean(axis=0) if len(shares) else np.full(DAY_HOURS, 1.0 / DAY_HOURS)
+    return p / max(p.sum(), 1e-12)
 
 
 def _build_features(ctx, quiet_hour_share: float, min_clients: int) -> ClientFeatures | None:
@@ -117,143 +93,101 @@ def _build_features(ctx, quiet_hour_share: float, min_clients: int) -> ClientFea
     t = ctx.servers
     if t is None:
         return None
-    base = ctx.base_df("clients")
-    if base is not None and "internal" in base:
-        base = base[~base["internal"].fillna(False).astype(bool)]
-    ps = (ctx.profile.get("public_servers") or {}).get("clients") or {}
-    # A clean servers day with too few external clients to be a population: judge today's clients
-    # against themselves instead.
-    if base is not None and len(base) >= min_clients and "quiet_hours" in ps:
-        quiet, mode = sorted(int(h) for h in ps["quiet_hours"]), "baseline"
-    else:
-        base, mode = None, "today"
-        quiet = _quiet_hours_today(t, quiet_hour_share)
-
-    in_quiet = t.hour.isin(quiet) if quiet else t.hour < 0
     agg = t.group_by(ip=t.src_ip).aggregate(
-        flows=t.count(),
-        up_bytes=t.up_bytes.sum().fill_null(0),
-        down_bytes=t.down_bytes.sum().fill_null(0),
-        quiet_flows=in_quiet.ifelse(1, 0).sum(),
-        servers=t.dst_ip.nunique(),
-        active_hours=t.hour.nunique(),
-        first_ts=t.ts.min(),
-        last_ts=t.ts.max(),
-    )
-    # The busiest hour of each client (a burst can hide in an ordinary daily total).
-    ch = t.group_by(ip=t.src_ip, hour=t.hour).aggregate(n=t.count())
-    peak = ch.group_by("ip").aggregate(peak_hour_flows=ch.n.max())
-    df = agg.join(peak, "ip").to_pandas()
+        flows=t.count(), up_bytes=t.up_bytes.sum().fill_null(0), down_bytes=t.down_bytes.sum().fill_null(0),
+        servers=t.dst_ip.nunique(), active_hours=t.hour.nunique(), first_ts=t.ts.min(), last_ts=t.ts.max())
+    ch = t.group_by(ip=t.src_ip, hour=t.hour).aggregate(flows=t.count()).to_pandas()
+    df = agg.to_pandas()
     if df.empty:
         return None
-    # The public servers themselves are not clients, should the file also hold their own
-    # outgoing flows: an address that several distinct sources connect to is a server here
-    # (the profile's own rule for a service: ProfileOptions.min_clients sources).
+    # The public servers themselves are not clients, should the file also hold their own outgoing
+    # flows: an address that several distinct sources connect to is a server here (the profile's
+    # own rule for a service: ProfileOptions.min_clients sources).
     from ..profile import ProfileOptions
 
     srv = t.group_by(ip=t.dst_ip).aggregate(sources=t.src_ip.nunique())
     srv = set(srv.filter(srv.sources >= ProfileOptions.min_clients).ip.to_pandas())
-    df = df[~df.ip.isin(srv)]
     info = ctx.ip_info.reindex(df.ip)
     df["internal"] = info["internal"].fillna(False).astype(bool).to_numpy()
     df["country"] = info["country"].to_numpy()
     df["as_org"] = info["as_org"].to_numpy()
-    df = df[~df.internal].drop(columns="internal").set_index("ip")
-    for c in ("flows", "up_bytes", "down_bytes", "quiet_flows", "peak_hour_flows"):
+    df = df[~df.ip.isin(srv) & ~df.internal].drop(columns="internal").set_index("ip")
+    for c in ("flows", "up_bytes", "down_bytes"):
         df[c] = df[c].astype("float64")
-    df["quiet_share"] = df.quiet_flows / df.flows
+    hours = _hour_matrix(ch, df.index)
+    df["peak_hour_flows"] = hours.max(axis=1)
     df["bytes_per_flow"] = df.down_bytes / df.flows
 
-    if base is not None:
+    base = ctx.base_df("clients")
+    if base is not None and "internal" in base:
+        base = base[~base["internal"].fillna(False).astype(bool)]
+    ps = (ctx.profile.get("public_servers") or {}).get("clients") or {}
+    own_hours = None
+    if base is not None and len(base) >= min_clients and "quiet_hours" in ps:
+        mode, quiet = "baseline", sorted(int(h) for h in ps["quiet_hours"])
         ref = base.copy().set_index("ip")
         for c in ("flows", "down_bytes", "up_bytes", "quiet_hour_flows"):
             if c in ref:
                 ref[c] = ref[c].fillna(0).astype("float64")
-        ref["quiet_share"] = ref.quiet_hour_flows / ref.flows.clip(lower=1)
         ref["bytes_per_flow"] = ref.down_bytes / ref.flows.clip(lower=1)
+        bh = ctx.base_df("client_hours")
+        # (a profile written before client hours were kept: today's rhythm stands in)
+        ref_hours = _hour_matrix(bh, ref.index) if bh is not None else hours
+        own_hours = _hour_matrix(bh, df.index) if bh is not None else None
+        profile = np.asarray(ps["hour_profile"], dtype=float) if ps.get("hour_profile") else _hour_profile(ref_hours)
+    else:  # no clean servers day, or one with too few external clients: today's clients
+        mode, ref_hours = "today", hours
+        profile = _hour_profile(hours)
+        quiet = quiet_hours(dict(enumerate(profile)), quiet_hour_share)
+        ref = df[["flows", "down_bytes", "bytes_per_flow", "country", "as_org"]].copy()
+    in_quiet = np.isin(np.arange(DAY_HOURS), quiet)
+    df["quiet_flows"] = hours[:, in_quiet].sum(axis=1)
+    df["quiet_share"] = df.quiet_flows / df.flows
+    if mode == "baseline":
+        ref["quiet_share"] = ref.quiet_hour_flows / ref.flows.clip(lower=1)
         own = ref.reindex(df.index)
-        df["own_flows"] = own.flows
-        df["own_down_bytes"] = own.down_bytes
-        df["own_quiet_share"] = own.quiet_share
+        for c in ("flows", "down_bytes", "quiet_share", "bytes_per_flow"):
+            df[f"own_{c}"] = own[c]
         df["own_quiet_flows"] = own.quiet_hour_flows
-        df["own_bytes_per_flow"] = own.bytes_per_flow
     else:
-        ref = df[["flows", "down_bytes", "quiet_share", "bytes_per_flow", "country", "as_org"]].copy()
-        for c in ("own_flows", "own_down_bytes", "own_quiet_share", "own_quiet_flows", "own_bytes_per_flow"):
+        ref["quiet_share"] = df.quiet_share
+        for c in ("own_flows", "own_down_bytes", "own_quiet_share", "own_bytes_per_flow", "own_quiet_flows"):
             df[c] = np.nan
     df["known"] = df.own_flows.notna()
-    # Origin prevalence: the share of the reference clients from the same country / AS organisation.
+    # Origin prevalence: the share of the reference clients from the same country / AS organisation,
+    # and the share of the internal hosts that used it on the baseline day (big clouds, CDNs and
+    # search engines the organisation itself uses daily are not exotic).
+    fam = familiar_origins(ctx)
     for col in ("country", "as_org"):
         shares = ref[col].fillna("unknown").value_counts(normalize=True)
         df[f"{col}_share"] = df[col].fillna("unknown").map(shares).fillna(0.0).astype(float)
         df.loc[df[col].isna() | df[col].isin(["unknown", "private"]), f"{col}_share"] = np.nan
-    # ... and the share of the internal hosts that exchanged traffic with that country / AS
-    # organisation on the baseline day: the networks the organisation itself uses every day
-    # (big clouds, CDNs, search engines) are not exotic, however few clients come from them.
-    fam = _familiar_origins(ctx)
-    for col in ("country", "as_org"):
         df[f"{col}_host_share"] = df[col].map(fam.get(col, {})).fillna(0.0).astype(float)
-    return ClientFeatures(df, ref, quiet, mode)
-
-
-def _familiar_origins(ctx) -> dict:
-    """{"country": {cc: share of internal hosts}, "as_org": {org: share}} from the baseline's
-    internal -> external edges (two small group-bys in the engine)."""
-    from ..network import INTERNAL_EXTERNAL
-
-    edges, info = ctx.base("edges"), ctx.base("ip_info")
-    if edges is None or info is None:
-        return {}
-    ie = edges.filter(edges.traffic_class == INTERNAL_EXTERNAL).select("src_ip", "dst_ip")
-    j = ie.join(info.select("ip", "country", "as_org"), ie.dst_ip == info.ip)
-    hosts = ie.aggregate(n=ie.src_ip.nunique()).to_pandas().n.iloc[0]
-    if not hosts:
-        return {}
-    out = {}
-    for col in ("country", "as_org"):
-        g = j.filter(j[col].notnull()).group_by(col).aggregate(h=j.src_ip.nunique()).to_pandas()
-        out[col] = {k: float(h) / float(hosts) for k, h in zip(g[col], g.h)}
-    return out
+    return ClientFeatures(df, ref, hours, ref_hours, own_hours, profile, quiet, mode)
 
 
 # --- cues -------------------------------------------------------------------------------------
 
 def _volume(fx: ClientFeatures, spec):
     """Robust z of log flows and log bytes served against the reference clients, and the
-    reference's median / 99th percentile (in flows and bytes) for the evidence."""
+    reference's median / 99th percentile / busiest client (in flows and bytes) for the evidence."""
     import numpy as np
 
-    floor = float(spec.t("min_log_spread"))
+    floor = spec.num("min_log_spread")
 
     def calc():
         ref = fx.ref
-        fm, fs = _robust(ref.flows, floor)
-        bm, bs = _robust(ref.down_bytes, floor)
+        fm, fs = log_center_spread(ref.flows, floor)
+        bm, bs = log_center_spread(ref.down_bytes, floor)
         return {"f_med": fm, "f_sig": fs, "b_med": bm, "b_sig": bs,
                 "flows_median": float(np.median(ref.flows)), "flows_p99": float(np.quantile(ref.flows, 0.99)),
-                "bytes_median": float(np.median(ref.down_bytes)),
-                "bytes_p99": float(np.quantile(ref.down_bytes, 0.99)),
+                "flows_max": float(ref.flows.max()),
+                "bytes_median": float(np.median(ref.down_bytes)), "bytes_p99": float(np.quantile(ref.down_bytes, 0.99)),
                 # the 99th percentile of the log-normal fitted by median / MAD: the outliers being
                 # judged cannot inflate it, even in a small population judged against itself
-                "flows_p99_fit": _z_to_value(fm, fs, Z99)}
+                "flows_p99_fit": from_log_z(fm, fs, Z99)}
     v = fx.stat(("volume", floor), calc)
-    df = fx.df
-    zf = (_log(df.flows) - v["f_med"]) / v["f_sig"]
-    zb = (_log(df.down_bytes) - v["b_med"]) / v["b_sig"]
-    return v, zf, zb
-
-
-def _z_to_value(med: float, sig: float, z: float) -> float:
-    return float(math.exp(med + z * sig))
-
-
-def _extreme_fence(n: int, rate: float) -> float:
-    """The robust z beyond which a population of n ordinary (log-normal) clients puts a client by
-    chance on only `rate` of days: the normal quantile 1 - rate/n (a size-aware fence: the more
-    clients, the further out their largest member lies)."""
-    from statistics import NormalDist
-
-    return NormalDist().inv_cdf(1.0 - rate / max(n, 1))
+    return v, log_z(fx.df.flows, v["f_med"], v["f_sig"]), log_z(fx.df.down_bytes, v["b_med"], v["b_sig"])
 
 
 def _share_at_rate(ratio: float, quiet: int) -> float:
@@ -274,36 +208,60 @@ def _quiet(fx: ClientFeatures, spec):
 
     df = fx.df
     if not fx.quiet_hours:
-        nan = np.full(len(df), np.nan)
-        return {"ref_q": np.nan, "ref_med": np.nan, "thr": np.nan}, np.zeros(len(df), bool), nan
-    q, min_n = float(spec.t("quiet_quantile")), int(spec.t("min_flows_share"))
+        return {"ref_q": np.nan, "ref_med": np.nan, "thr": np.nan}, np.zeros(len(df), bool), np.full(len(df), np.nan)
+    q, min_n = spec.num("quiet_quantile"), int(spec.num("min_flows_share"))
 
     def calc():
         r = fx.ref[fx.ref.flows >= min_n].quiet_share
-        if len(r) < 10:
-            r = fx.ref.quiet_share
+        r = r if len(r) >= 10 else fx.ref.quiet_share
         return {"ref_q": float(np.quantile(r, q)), "ref_med": float(np.median(r))}
     st = dict(fx.stat(("quiet", q, min_n), calc))
-    st["thr"] = max(st["ref_q"], _share_at_rate(float(spec.t("around_rate_ratio")), len(fx.quiet_hours)))
-    lb = _wilson_lower(df.quiet_flows, df.flows, float(spec.t("share_confidence_z")))
+    st["thr"] = max(st["ref_q"], _share_at_rate(spec.num("around_rate_ratio"), len(fx.quiet_hours)))
+    lb = wilson_lower(df.quiet_flows, df.flows, spec.num("share_confidence_z"))
     own = df.own_quiet_share.to_numpy()
-    vs_own = np.where(np.isnan(own), True, lb >= np.nan_to_num(own) + float(spec.t("quiet_own_delta")))
+    vs_own = np.where(np.isnan(own), True, lb >= np.nan_to_num(own) + spec.num("quiet_own_delta"))
     return st, (lb > st["thr"]) & vs_own & (df.flows.to_numpy() >= min_n), lb
 
 
-def _rare(fx: ClientFeatures, spec):
-    """Origin cue: the client's country or AS organisation is rare, i.e. fewer than
-    `rare_origin_share` of the reference clients come from it AND fewer than
-    `familiar_host_share` of the internal hosts talked to it on the baseline day. An unknown
-    origin (no GeoIP answer) is never rare."""
+def _hour_rarity(fx: ClientFeatures, spec):
+    """How improbable a client's hours are under the clients' hour profile P: the mean over its
+    flows of log(P(busiest hour) / P(its hour)), its mix shrunk towards the population's by
+    `prior_flows` flows (a handful of flows proves nothing). exp() of it is "its hours are N times
+    less frequented than the busiest hour". Returns (today's values, own baseline values or NaN,
+    stats of the reference clients)."""
     import numpy as np
 
-    thr, fam = float(spec.t("rare_origin_share")), float(spec.t("familiar_host_share"))
-    df = fx.df
-    rare = np.zeros(len(df), bool)
+    p = np.maximum(fx.profile, 1.0 / (DAY_HOURS * max(fx.n_ref, 1)))  # an hour no client used: one client's share
+    w = np.log(p.max() / p)
+    a = spec.num("prior_flows")
+
+    def rarity(m):
+        n = m.sum(axis=1, keepdims=True)
+        return ((m + a * fx.profile) / (n + a)) @ w
+
+    def calc():
+        m = fx.ref_hours
+        keep = m.sum(axis=1) >= spec.num("min_flows")
+        r = rarity(m[keep]) if keep.any() else rarity(m)
+        return {"median": float(np.median(r)), "spread": MAD_TO_SIGMA * mad(r),
+                "p99": float(np.quantile(r, 0.99)), "clients": int(len(r))}
+    st = fx.stat(("rarity", a, spec.num("min_flows")), calc)
+    own = rarity(fx.own_hours) if fx.own_hours is not None else np.full(len(fx.df), np.nan)
+    own = np.where(fx.df.known.to_numpy(), own, np.nan)
+    return rarity(fx.hours), own, st
+
+
+def _rare(fx: ClientFeatures, spec):
+    """Origin cue: fewer than `rare_origin_share` of the reference clients come from the client's
+    country or AS organisation AND fewer than `familiar_host_share` of the internal hosts talked to
+    it on the baseline day. An unknown origin (no GeoIP answer) is never rare."""
+    import numpy as np
+
+    rare = np.zeros(len(fx.df), bool)
     for col in ("country", "as_org"):
-        share = np.nan_to_num(df[f"{col}_share"].to_numpy(), nan=1.0)
-        rare |= (share < thr) & (df[f"{col}_host_share"].to_numpy() < fam)
+        share = np.nan_to_num(fx.df[f"{col}_share"].to_numpy(), nan=1.0)
+        rare |= (share < spec.num("rare_origin_share")) & (fx.df[f"{col}_host_share"].to_numpy()
+                                                          < spec.num("familiar_host_share"))
     return rare
 
 
@@ -313,34 +271,14 @@ def _own_ratio_ok(df, spec):
     import numpy as np
 
     own = df.own_flows.to_numpy()
-    return np.where(np.isnan(own), True, df.flows.to_numpy() >= float(spec.t("own_ratio")) * np.nan_to_num(own))
+    return np.where(np.isnan(own), True, df.flows.to_numpy() >= spec.num("own_ratio") * np.nan_to_num(own))
 
 
-# --- formatting -------------------------------------------------------------------------------
-
-def _nan(x) -> bool:
-    return x is None or x != x
+def _too_few(fx, spec) -> bool:
+    return fx is None or fx.n_ref < int(spec.num("min_clients")) or fx.df.empty
 
 
-def _n(x) -> str:
-    return "n/a" if _nan(x) else f"{int(round(float(x))):,}"
-
-
-def _b(x) -> str:
-    from ..profile import _fmt_bytes
-
-    return "n/a" if _nan(x) else _fmt_bytes(x)
-
-
-def _pct(x) -> str:
-    return "n/a" if _nan(x) else f"{100 * float(x):.0f} %"
-
-
-def _hours(h) -> str:
-    from ..profile import _hours_text
-
-    return _hours_text(list(h))
-
+# --- explaining -------------------------------------------------------------------------------
 
 def _origin(row) -> str:
     parts = [p for p in (row.as_org, row.country) if isinstance(p, str) and p]
@@ -355,17 +293,7 @@ def _ref_word(fx: ClientFeatures) -> str:
     return "the baseline day's clients" if fx.mode == "baseline" else "today's clients"
 
 
-def _excess(x, thr, span) -> float:
-    if x is None or thr is None or not (x == x) or not (thr == thr):
-        return 0.0
-    return min(max((float(x) - float(thr)) / span, 0.0), 1.0)
-
-
-def _too_few(fx, spec) -> bool:
-    return fx is None or fx.n_ref < int(spec.t("min_clients")) or fx.df.empty
-
-
-def _quiet_evidence(fx, row, st, lb, thr):
+def _quiet_evidence(fx, row, st, thr):
     return Evidence("share of its flows in the clients' quiet hours", "share", observed=round(row.quiet_share, 4),
                     baseline=None if not row.known else round(float(row.own_quiet_share), 4),
                     reference={"median": round(st["ref_med"], 4), "quantile": round(st["ref_q"], 4),
@@ -378,7 +306,7 @@ def _volume_evidence(row, v, fthr=None, bthr=None):
         Evidence("connections (flows) to the public servers", "flows", observed=int(row.flows),
                  baseline=None if not row.known else int(row.own_flows),
                  reference={"median": round(v["flows_median"], 1), "p99": round(v["flows_p99"], 1),
-                            "p99_fit": round(v["flows_p99_fit"], 1)},
+                            "p99_fit": round(v["flows_p99_fit"], 1), "busiest": round(v["flows_max"], 1)},
                  threshold=None if fthr is None else round(fthr, 1)),
         Evidence("bytes served to the client", "bytes", observed=int(row.down_bytes),
                  baseline=None if not row.known else int(row.own_down_bytes),
@@ -387,164 +315,168 @@ def _volume_evidence(row, v, fthr=None, bthr=None):
     ]
 
 
-# --- rules ------------------------------------------------------------------------------------
+# --- external_abuse.request_flood ------------------------------------------------------------------
 
 @rule("external_abuse.request_flood")
 def request_flood(ctx, spec) -> list[Alert]:
     """Far more connections than the client population makes (and than the client itself made on
-    the baseline day). Five ways to get there, each with two independent cues:
-      extreme      daily flows beyond the population-size-aware fence AND several times the
-                   clients' (fitted) 99th percentile; a known client also >= own_ratio x its own day;
-      burst        the same on the client's busiest hour, against today's clients' busiest hours,
-                   AND that hour holds >= burst_share of its day (a short flood hides in an
-                   ordinary daily total; heavy regulars spread theirs: ~10-30 % in their busiest
-                   hour). The baseline clients table has no hourly peaks, so today's population
-                   is the reference here;
-      first_seen   (with a clean servers day) a client it never saw, already >= extreme_min_p99_ratio x
-                   the clients' fitted 99th percentile: regulars make the top of the population;
-      self_jump    a known client, heavy for the population AND >= own_ratio_extreme x its own day;
-      around       heavy in both flows and bytes served AND keeping the clients' quiet hours
-                   (a flood that runs around the clock)."""
+    the baseline day). Four ways to get there, each with two independent cues:
+      extreme    daily flows beyond the population-size-aware fence AND several times the clients'
+                 (fitted) 99th percentile AND, with a clean servers day, beyond busiest_ratio x its
+                 busiest client (a busy ordinary client a little above yesterday's busiest is not a
+                 flood); a known client also >= own_ratio x its own day;
+      burst      the same on the client's busiest hour, against today's clients' busiest hours, AND
+                 that hour holds >= burst_share of its day (a short flood hides in an ordinary
+                 daily total);
+      self_jump  a known client, heavy for the population AND >= own_ratio_extreme x its own day;
+      around     heavy in both flows and bytes served AND keeping the clients' quiet hours."""
+    fx = client_features(ctx, spec)
+    if _too_few(fx, spec):
+        return []
+    paths, ctxv = _flood_paths(fx, spec)
+    out = []
+    for i, path in paths.items():
+        out.append(_explain_flood(fx, spec, i, path, ctxv))
+    return out
+
+
+def _flood_paths(fx, spec):
+    import numpy as np
+
+    df = fx.df
+    v, zf, zb = _volume(fx, spec)
+    st, quiet_cue, lb = _quiet(fx, spec)
+    zthr, rate = spec.num("z_volume"), spec.num("extreme_false_alarm_rate")
+    fence = max(size_aware_z(fx.n_ref, rate), zthr)
+    flows, own = df.flows.to_numpy(), df.own_flows.to_numpy()
+    known = ~np.isnan(own)
+    own_ok = _own_ratio_ok(df, spec)
+    busiest = spec.num("busiest_ratio") * v["flows_max"] if fx.mode == "baseline" else 0.0
+    f_extreme = max(from_log_z(v["f_med"], v["f_sig"], fence), spec.num("extreme_min_p99_ratio") * v["flows_p99_fit"],
+                    busiest)
+    extreme = (flows >= f_extreme) & own_ok
+    pk = fx.stat(("peak", spec.num("min_log_spread")),
+                 lambda: dict(zip(("med", "sig"), log_center_spread(df.peak_hour_flows, spec.num("min_log_spread")))))
+    peak_fence = max(size_aware_z(len(df), rate), zthr)
+    peak_thr = max(from_log_z(pk["med"], pk["sig"], peak_fence),
+                   spec.num("extreme_min_p99_ratio") * from_log_z(pk["med"], pk["sig"], Z99))
+    peak = df.peak_hour_flows.to_numpy()
+    burst = (peak >= peak_thr) & own_ok & (peak >= spec.num("burst_share") * flows)
+    self_jump = known & (zf >= zthr) & (flows >= spec.num("own_ratio_extreme") * np.nan_to_num(own))
+    around = (zf >= zthr) & (zb >= zthr) & quiet_cue & own_ok
+    paths = {}
+    for i in np.flatnonzero(extreme | burst | self_jump | around):
+        paths[i] = ("extreme" if extreme[i] else "burst" if burst[i] else "self_jump" if self_jump[i] else "around")
+    return paths, {"v": v, "zf": zf, "zb": zb, "st": st, "lb": lb, "fence": fence, "f_extreme": f_extreme,
+                   "pk": pk, "peak_thr": peak_thr, "zthr": zthr}
+
+
+def _explain_flood(fx, spec, i, path, c) -> Alert:
+    df, v, st, pk = fx.df, c["v"], c["st"], c["pk"]
+    row, ip = df.iloc[i], df.index[i]
+    f_mod, b_mod = from_log_z(v["f_med"], v["f_sig"], c["zthr"]), from_log_z(v["b_med"], v["b_sig"], c["zthr"])
+    ev = _volume_evidence(row, v, {"extreme": c["f_extreme"], "burst": None}.get(path, f_mod),
+                          b_mod if path == "around" else None)
+    ev.append(Evidence("robust z of log flows vs the clients", "z", observed=round(float(c["zf"][i]), 2),
+                       reference={"clients": fx.n_ref, "spread_log": round(v["f_sig"], 3)},
+                       threshold=round(c["fence"], 2) if path == "extreme" else c["zthr"]
+                       if path in ("self_jump", "around") else None))
+    ev.append(Evidence("flows in its busiest hour", "flows", observed=int(row.peak_hour_flows),
+                       reference={"median": round(math.exp(pk["med"]), 1),
+                                  "p99_fit": round(from_log_z(pk["med"], pk["sig"], Z99), 1), "clients": len(df)},
+                       threshold=round(c["peak_thr"], 1) if path == "burst" else None))
+    if row.known:
+        ev.append(Evidence("flows vs its own baseline day", "ratio", observed=round(float(row.flows / max(row.own_flows, 1)), 2),
+                           baseline=1.0, threshold=spec.num("own_ratio_extreme" if path == "self_jump" else "own_ratio")))
+    qtxt = ""
+    if fx.quiet_hours:
+        ev.append(_quiet_evidence(fx, row, st, st["thr"]))
+        qtxt = f", {fmt_share(row.quiet_share)} of them in the clients' quiet hours ({fmt_hours(fx.quiet_hours)})"
+    how = {"extreme": ("far beyond what ordinary clients make" + (
+               f" ({row.flows / v['flows_max']:.1f}x the busiest client of the baseline day)" if fx.mode == "baseline" else "")),
+           "burst": (f"{fmt_count(row.peak_hour_flows)} of them in a single hour, while today's clients' busiest hour "
+                     f"is typically {fmt_count(math.exp(pk['med']))} flows"),
+           "self_jump": f"{row.flows / max(row.own_flows, 1):.0f}x its own baseline day and heavy for the clients",
+           "around": f"heavy and around the clock (clients' median quiet-hour share {fmt_share(st['ref_med'])})"}[path]
+    msg = (f"opened {fmt_count(row.flows)} connections (flows) to the public servers today "
+           f"({fmt_bytes(row.down_bytes)} served){qtxt}: {how}; {_ref_word(fx)}: median {fmt_count(v['flows_median'])}, "
+           f"99th percentile {fmt_count(v['flows_p99'])} flows a day; {_own(row, fmt_count(row.own_flows) + ' flows')}")
+    score = max(past_linear(c["zf"][i], c["fence"], 2.0),
+                past_linear(math.log(max(row.peak_hour_flows, 1)), math.log(max(c["peak_thr"], 1)), math.log(10)),
+                0.5 * past_linear(c["zf"][i], c["zthr"], 2.0) + 0.5 * past_linear(c["lb"][i], st["thr"], 0.3))
+    return Alert(rule=spec, source_ip=ip, message=f"{ip}{_origin(row)} {msg}", evidence=ev, score=score,
+                 timestamp=row.first_ts,
+                 details={"path": path, "z_flows": round(float(c["zf"][i]), 2), "z_bytes": round(float(c["zb"][i]), 2),
+                          "extreme_fence_z": round(c["fence"], 2), "reference": fx.mode, "servers": int(row.servers),
+                          "active_hours": int(row.active_hours)})
+
+
+# --- external_abuse.off_hours --------------------------------------------------------------------------
+
+@rule("external_abuse.off_hours")
+def off_hours(ctx, spec) -> list[Alert]:
+    """A client whose hours are improbable for the client population (hour rarity beyond the
+    population's size-aware fence and the min_rarity floor), mostly in the clients' quiet hours,
+    kept up over several hours, on enough flows to be a pattern, and unlike its own baseline day."""
     import numpy as np
 
     fx = client_features(ctx, spec)
     if _too_few(fx, spec):
         return []
-    df = fx.df
-    v, zf, zb = _volume(fx, spec)
-    st, quiet_cue, lb = _quiet(fx, spec)
-    zthr = float(spec.t("z_volume"))
-    rate, p99_ratio = float(spec.t("extreme_false_alarm_rate")), float(spec.t("extreme_min_p99_ratio"))
-    fence = max(_extreme_fence(fx.n_ref, rate), zthr)
-    flows = df.flows.to_numpy()
-    own = df.own_flows.to_numpy()
-    known = ~np.isnan(own)
-    own_ok = _own_ratio_ok(df, spec)
-    over_p99 = flows >= p99_ratio * v["flows_p99_fit"]
-    extreme = (zf >= fence) & over_p99 & own_ok
-    # A client the clean servers day never saw, already several times the clients' 99th
-    # percentile (new clients are mostly light: only regulars reach the top of the population).
-    first_seen = (fx.mode == "baseline") & ~known & over_p99 & ~extreme
-    # Busiest hour, against today's clients (robust: the few bursting clients cannot move it).
-    pk = fx.stat(("peak", float(spec.t("min_log_spread"))),
-                 lambda: dict(zip(("med", "sig"), _robust(df.peak_hour_flows, float(spec.t("min_log_spread"))))))
-    peak_fence = max(_extreme_fence(len(df), rate), zthr)
-    peak_p99 = _z_to_value(pk["med"], pk["sig"], Z99)
-    zp = (_log(df.peak_hour_flows) - pk["med"]) / pk["sig"]
-    burst = ((zp >= peak_fence) & (df.peak_hour_flows.to_numpy() >= p99_ratio * peak_p99) & own_ok & ~extreme
-             & ~first_seen             & (df.peak_hour_flows.to_numpy() >= float(spec.t("burst_share")) * flows))
-    self_jump = known & (zf >= zthr) & (flows >= float(spec.t("own_ratio_extreme")) * np.nan_to_num(own))
-    around = (zf >= zthr) & (zb >= zthr) & quiet_cue & own_ok
-    f_fence = max(_z_to_value(v["f_med"], v["f_sig"], fence), p99_ratio * v["flows_p99_fit"])
-    f_mod = _z_to_value(v["f_med"], v["f_sig"], zthr)
-    b_mod = _z_to_value(v["b_med"], v["b_sig"], zthr)
-    out = []
-    f_p99 = p99_ratio * v["flows_p99_fit"]
-    for i in np.flatnonzero(extreme | first_seen | burst | self_jump | around):
-        row = df.iloc[i]
-        ip = df.index[i]
-        path = ("extreme" if extreme[i] else "first_seen" if first_seen[i] else "burst" if burst[i]
-                else "self_jump" if self_jump[i] else "around")
-        f_thr = {"extreme": f_fence, "first_seen": f_p99, "burst": None}.get(path, f_mod)
-        ev = _volume_evidence(row, v, f_thr, b_mod if path == "around" else None)
-        ev.append(Evidence("robust z of log flows vs the clients", "z", observed=round(float(zf[i]), 2),
-                           reference={"clients": fx.n_ref, "spread_log": round(v["f_sig"], 3)},
-                           threshold=round(fence, 2) if path == "extreme" else zthr if path in ("self_jump", "around")
-                           else None))
-        ev.append(Evidence("flows in its busiest hour", "flows", observed=int(row.peak_hour_flows),
-                           reference={"median": round(float(math.exp(pk["med"])), 1), "p99_fit": round(peak_p99, 1),
-                                      "clients": len(df)},
-                           threshold=round(max(_z_to_value(pk["med"], pk["sig"], peak_fence), p99_ratio * peak_p99), 1)
-                           if path == "burst" else None))
-        if known[i]:
-            ev.append(Evidence("flows vs its own baseline day", "ratio", observed=round(float(row.flows / max(own[i], 1)), 2),
-                               baseline=1.0,
-                               threshold=float(spec.t("own_ratio_extreme" if path == "self_jump" else "own_ratio"))))
-        qtxt = ""
-        if fx.quiet_hours:
-            ev.append(_quiet_evidence(fx, row, st, lb[i], st["thr"]))
-            qtxt = f", {_pct(row.quiet_share)} of them in the clients' quiet hours ({_hours(fx.quiet_hours)})"
-        how = {"extreme": "far beyond what ordinary clients make",
-               "first_seen": (f"never seen on the baseline day and already {row.flows / v['flows_p99_fit']:.1f}x "
-                              f"the clients' fitted 99th percentile ({_n(v['flows_p99_fit'])} flows)"),
-               "burst": (f"{_n(row.peak_hour_flows)} of them in a single hour, while today's clients' busiest hour "
-                         f"is typically {_n(math.exp(pk['med']))} flows (fitted 99th percentile {_n(peak_p99)})"),
-               "self_jump": f"{row.flows / max(own[i], 1):.0f}x its own baseline day and heavy for the clients",
-               "around": f"heavy and around the clock (clients' median quiet-hour share {_pct(st['ref_med'])})"}[path]
-        msg = (f"opened {_n(row.flows)} connections (flows) to the public servers today ({_b(row.down_bytes)} served)"
-               f"{qtxt}: {how}; {_ref_word(fx)}: median {_n(v['flows_median'])}, 99th percentile "
-               f"{_n(v['flows_p99'])} flows a day; {_own(row, _n(row.own_flows) + ' flows')}")
-        score = max(_excess(zf[i], fence, 2.0), _excess(zp[i], peak_fence, 2.0),
-                    0.5 * _excess(zf[i], zthr, 2.0) + 0.5 * _excess(lb[i], st["thr"], 0.3),
-                    0.5 * _excess(zf[i], zthr, 2.0) + 0.5 * (1.0 if self_jump[i] else 0.0))
-        out.append(Alert(rule=spec, source_ip=ip, message=f"{ip}{_origin(row)} {msg}", evidence=ev, score=score,
-                         timestamp=row.first_ts,
-                         details={"path": path, "z_flows": round(float(zf[i]), 2), "z_bytes": round(float(zb[i]), 2),
-                                  "z_peak_hour": round(float(zp[i]), 2), "extreme_fence_z": round(fence, 2),
-                                  "reference": fx.mode, "servers": int(row.servers),
-                                  "active_hours": int(row.active_hours)}))
-    return out
-
-
-@rule("external_abuse.off_hours")
-def off_hours(ctx, spec) -> list[Alert]:
-    """Most of a client's activity falls in the hours when the client population is quiet: per hour,
-    it is busier at night than in the day (an inverted rhythm), on at least a typical client's
-    number of flows, and unlike its own baseline day."""
-    import numpy as np
-
-    fx = client_features(ctx, spec)
-    if _too_few(fx, spec) or not fx.quiet_hours:
-        return []
+    rarity, own, st = _hour_rarity(fx, spec)
+    fence = max(st["median"] + size_aware_z(len(fx.df), spec.num("extreme_false_alarm_rate")) * st["spread"],
+                math.log(spec.num("min_rarity")))
     df = fx.df
     q = len(fx.quiet_hours)
-    if q >= DAY_HOURS:
-        return []
-    min_n = int(spec.t("min_flows_share"))
+    # mostly in the quiet hours: busier per hour there than in the others (Wilson lower bound), so
+    # a flat around-the-clock client is left to request_flood and unusual_origin
+    inverted = wilson_lower(df.quiet_flows, df.flows, spec.num("share_confidence_z")) >= \
+        _share_at_rate(spec.num("night_rate_ratio"), q) if 0 < q < DAY_HOURS else np.zeros(len(df), bool)
+    hit = ((rarity >= fence) & inverted & (df.flows.to_numpy() >= spec.num("min_flows"))
+           & (df.active_hours.to_numpy() >= spec.num("min_active_hours")) & ~(own >= fence))
+    return [_explain_off_hours(fx, spec, i, rarity[i], own[i], st, fence) for i in np.flatnonzero(hit)]
 
-    def calc():
-        r = fx.ref[fx.ref.flows >= min_n].quiet_share
-        if len(r) < 10:
-            r = fx.ref.quiet_share
-        return {"ref_med": float(np.median(r)), "ref_q": float(np.quantile(r, float(spec.t("quiet_quantile"))))}
-    st = fx.stat(("night", min_n, float(spec.t("quiet_quantile"))), calc)
-    # The share at which the quiet-hour rate is night_rate_ratio x the active-hour rate, and never
-    # below what the clients' quiet_quantile already reaches.
-    thr = max(_share_at_rate(float(spec.t("night_rate_ratio")), q), st["ref_q"])
-    v, zf, _ = _volume(fx, spec)
-    min_flows = max(float(spec.t("min_flows_vs_median")) * v["flows_median"], float(min_n))
-    lb = _wilson_lower(df.quiet_flows, df.flows, float(spec.t("share_confidence_z")))
-    own = df.own_quiet_share.to_numpy()
-    vs_own = np.where(np.isnan(own), True, lb >= np.nan_to_num(own) + float(spec.t("quiet_own_delta")))
-    hit = np.flatnonzero((lb >= thr) & vs_own & (df.flows.to_numpy() >= min_flows))
-    out = []
-    for i in hit:
-        row = df.iloc[i]
-        ip = df.index[i]
-        ev = [_quiet_evidence(fx, row, st, lb[i], thr),
-              Evidence("flows in the quiet hours", "flows", observed=int(row.quiet_flows),
-                       baseline=None if not row.known else int(row.own_quiet_flows)),
-              Evidence("connections (flows) to the public servers", "flows", observed=int(row.flows),
-                       baseline=None if not row.known else int(row.own_flows),
-                       reference={"median": round(v["flows_median"], 1), "p99": round(v["flows_p99"], 1)},
-                       threshold=round(min_flows, 1))]
-        rest = (1 - row.quiet_share) / (DAY_HOURS - q)
-        rate_ratio = (row.quiet_share / q) / rest if rest > 0 else float("inf")
-        rate_txt = (f"{rate_ratio:.1f}x its per-hour rate in the other hours" if rest > 0
-                    else "none in the other hours")
-        own_txt = _own(row, _pct(row.own_quiet_share) + " of its flows in those hours") if row.known \
-            else "not seen on the baseline day"
-        msg = (f"opened {_pct(row.quiet_share)} of its {_n(row.flows)} connections in the clients' quiet hours "
-               f"({_hours(fx.quiet_hours)}), {rate_txt}; "
-               f"{_ref_word(fx)}: median {_pct(st['ref_med'])} of flows in those hours, "
-               f"{100 * float(spec.t('quiet_quantile')):g}th percentile {_pct(st['ref_q'])}; {own_txt}")
-        out.append(Alert(rule=spec, source_ip=ip, message=f"{ip}{_origin(row)} {msg}", evidence=ev,
-                         score=_excess(lb[i], thr, 1 - thr if thr < 1 else 1.0), timestamp=row.first_ts,
-                         details={"night_share_threshold": round(thr, 4), "share_lower_bound": round(float(lb[i]), 4),
-                                  "quiet_to_active_rate": None if rest <= 0 else round(float(rate_ratio), 2),
-                                  "reference": fx.mode}))
-    return out
 
+def _explain_off_hours(fx, spec, i, rarity, own, st, fence) -> Alert:
+    import numpy as np
+
+    row, ip = fx.df.iloc[i], fx.df.index[i]
+    counts = fx.hours[i]
+    top = [int(h) for h in np.argsort(-counts)[:3] if counts[h] > 0]
+    busiest = int(np.argmax(fx.profile))
+    mine = [int(h) for h in np.flatnonzero(counts)]
+    ev = [Evidence("hour rarity: how many times less frequented its hours are than the clients' busiest hour "
+                   "(geometric mean)", "ratio", observed=round(math.exp(rarity), 1),
+                   baseline=None if is_missing(own) else round(math.exp(own), 1),
+                   reference={"median_client": round(math.exp(st["median"]), 2),
+                              "p99_client": round(math.exp(st["p99"]), 2), "clients": st["clients"]},
+                   threshold=round(math.exp(fence), 2)),
+          Evidence("its hours", "hours", observed=mine, reference={"busiest_hour": busiest,
+                                                                  "quiet_hours": list(fx.quiet_hours)}),
+          Evidence("share of the clients' activity in its busiest hours (each client weighs one)", "share",
+                   observed={f"{h:02d}h": round(float(fx.profile[h]), 4) for h in top},
+                   reference=round(float(fx.profile[busiest]), 4)),
+          Evidence("share of its flows in the clients' quiet hours", "share", observed=round(row.quiet_share, 4),
+                   baseline=None if not row.known else round(float(row.own_quiet_share), 4),
+                   reference={"quiet_hours": list(fx.quiet_hours)},
+                   threshold=round(_share_at_rate(spec.num("night_rate_ratio"), len(fx.quiet_hours)), 4)),
+          Evidence("connections (flows) to the public servers", "flows", observed=int(row.flows),
+                   baseline=None if not row.known else int(row.own_flows), threshold=spec.num("min_flows")),
+          Evidence("hours with connections", "hours", observed=int(row.active_hours),
+                   threshold=spec.num("min_active_hours"))]
+    own_txt = (f"its baseline day: hours {math.exp(own):.1f}x rarer" if not is_missing(own) else
+               _own(row, fmt_count(row.own_flows) + " flows"))
+    msg = (f"opened {fmt_count(row.flows)} connections at {fmt_hours(mine)}, hours the client population hardly "
+           f"uses: on average {math.exp(rarity):.0f}x less frequented than its busiest hour ({busiest:02d}h); "
+           f"{_ref_word(fx)}: median {math.exp(st['median']):.1f}x, 99th percentile {math.exp(st['p99']):.1f}x; "
+           f"{own_txt}")
+    return Alert(rule=spec, source_ip=ip, message=f"{ip}{_origin(row)} {msg}", evidence=ev,
+                 score=past_linear(rarity, fence, math.log(10)), timestamp=row.first_ts,
+                 details={"hour_rarity": round(math.exp(rarity), 2), "rarity_threshold": round(math.exp(fence), 2),
+                          "reference": fx.mode})
+
+
+# --- external_abuse.bulk_download ----------------------------------------------------------------------
 
 @rule("external_abuse.bulk_download")
 def bulk_download(ctx, spec) -> list[Alert]:
@@ -557,63 +489,62 @@ def bulk_download(ctx, spec) -> list[Alert]:
     if _too_few(fx, spec):
         return []
     df = fx.df
-    min_n = int(spec.t("min_flows"))
-    floor = float(spec.t("min_log_spread"))
+    min_n, floor = int(spec.num("min_flows")), spec.num("min_log_spread")
 
     def calc():
         r = fx.ref[fx.ref.flows >= min_n]
-        if len(r) < 10:
-            r = fx.ref
-        med, sig = _robust(r.bytes_per_flow, floor)
+        r = r if len(r) >= 10 else fx.ref
+        med, sig = log_center_spread(r.bytes_per_flow, floor)
         return {"med": med, "sig": sig, "median": float(np.median(r.bytes_per_flow)),
                 "p99": float(np.quantile(r.bytes_per_flow, 0.99)),
-                "bytes_q": float(np.quantile(fx.ref.down_bytes, float(spec.t("bytes_quantile"))))}
-    st = fx.stat(("bpf", min_n, floor, float(spec.t("bytes_quantile"))), calc)
-    v, _, zb = _volume(fx, spec)
-    z = (_log(df.bytes_per_flow) - st["med"]) / st["sig"]
+                "bytes_q": quantile(fx.ref.down_bytes, spec.num("bytes_quantile"))}
+    st = fx.stat(("bpf", min_n, floor, spec.num("bytes_quantile")), calc)
+    z = log_z(df.bytes_per_flow, st["med"], st["sig"])
     ratio = df.bytes_per_flow.to_numpy() / max(st["median"], 1.0)
-    own = df.own_bytes_per_flow.to_numpy()
-    own_n = df.own_flows.to_numpy()
+    own, own_n = df.own_bytes_per_flow.to_numpy(), df.own_flows.to_numpy()
     own_ratio = df.bytes_per_flow.to_numpy() / np.maximum(np.nan_to_num(own, nan=1.0), 1.0)
-    vs_own = np.where(np.isnan(own) | (np.nan_to_num(own_n) < min_n), True, own_ratio >= float(spec.t("size_ratio")))
-    cue = ((ratio >= float(spec.t("size_ratio"))) & (z >= float(spec.t("size_z")))
-           & (df.flows.to_numpy() >= min_n) & (df.down_bytes.to_numpy() >= st["bytes_q"]) & vs_own)
-    out = []
-    for i in np.flatnonzero(cue):
-        row = df.iloc[i]
-        ip = df.index[i]
-        ev = [Evidence("bytes served per connection (mean)", "bytes", observed=round(float(row.bytes_per_flow)),
-                       baseline=None if not row.known else round(float(row.own_bytes_per_flow)),
-                       reference={"median": round(st["median"]), "p99": round(st["p99"])},
-                       threshold=round(float(spec.t("size_ratio")) * st["median"])),
-              Evidence("robust z of log bytes per connection vs the clients", "z", observed=round(float(z[i]), 2),
-                       threshold=float(spec.t("size_z"))),
-              Evidence("bytes served to the client", "bytes", observed=int(row.down_bytes),
-                       baseline=None if not row.known else int(row.own_down_bytes),
-                       reference={"median": round(v["bytes_median"]), "p99": round(v["bytes_p99"])},
-                       threshold=round(st["bytes_q"])),
-              Evidence("connections (flows) to the public servers", "flows", observed=int(row.flows),
-                       baseline=None if not row.known else int(row.own_flows),
-                       reference={"median": round(v["flows_median"], 1), "p99": round(v["flows_p99"], 1)},
-                       threshold=min_n)]
-        own_txt = _own(row, _b(row.own_bytes_per_flow) + " per connection") if row.known else "not seen on the baseline day"
-        msg = (f"downloaded {_b(row.down_bytes)} from the public servers today in {_n(row.flows)} connections, "
-               f"{_b(row.bytes_per_flow)} per connection ({ratio[i]:.0f}x the clients' median); {_ref_word(fx)}: "
-               f"median {_b(st['median'])} per connection, 99th percentile {_b(st['p99'])}; {own_txt}")
-        out.append(Alert(rule=spec, source_ip=ip, message=f"{ip}{_origin(row)} {msg}", evidence=ev,
-                         score=_excess(math.log(max(ratio[i], 1e-9)), math.log(float(spec.t("size_ratio"))), math.log(30)),
-                         timestamp=row.first_ts,
-                         details={"ratio_to_median": round(float(ratio[i]), 2), "z_bytes_per_flow": round(float(z[i]), 2),
-                                  "z_bytes": round(float(zb[i]), 2), "reference": fx.mode}))
-    return out
+    vs_own = np.where(np.isnan(own) | (np.nan_to_num(own_n) < min_n), True, own_ratio >= spec.num("size_ratio"))
+    cue = ((ratio >= spec.num("size_ratio")) & (z >= spec.num("size_z")) & (df.flows.to_numpy() >= min_n)
+           & (df.down_bytes.to_numpy() >= st["bytes_q"]) & vs_own)
+    v, _, zb = _volume(fx, spec)
+    return [_explain_bulk(fx, spec, i, st, v, z[i], zb[i], ratio[i]) for i in np.flatnonzero(cue)]
 
+
+def _explain_bulk(fx, spec, i, st, v, z, zb, ratio) -> Alert:
+    row, ip = fx.df.iloc[i], fx.df.index[i]
+    ev = [Evidence("bytes served per connection (mean)", "bytes", observed=round(float(row.bytes_per_flow)),
+                   baseline=None if not row.known else round(float(row.own_bytes_per_flow)),
+                   reference={"median": round(st["median"]), "p99": round(st["p99"])},
+                   threshold=round(spec.num("size_ratio") * st["median"])),
+          Evidence("robust z of log bytes per connection vs the clients", "z", observed=round(float(z), 2),
+                   threshold=spec.num("size_z")),
+          Evidence("bytes served to the client", "bytes", observed=int(row.down_bytes),
+                   baseline=None if not row.known else int(row.own_down_bytes),
+                   reference={"median": round(v["bytes_median"]), "p99": round(v["bytes_p99"])},
+                   threshold=round(st["bytes_q"])),
+          Evidence("connections (flows) to the public servers", "flows", observed=int(row.flows),
+                   baseline=None if not row.known else int(row.own_flows),
+                   reference={"median": round(v["flows_median"], 1), "p99": round(v["flows_p99"], 1)},
+                   threshold=spec.num("min_flows"))]
+    own_txt = _own(row, fmt_bytes(row.own_bytes_per_flow) + " per connection")
+    msg = (f"downloaded {fmt_bytes(row.down_bytes)} from the public servers today in {fmt_count(row.flows)} connections, "
+           f"{fmt_bytes(row.bytes_per_flow)} per connection ({ratio:.0f}x the clients' median); {_ref_word(fx)}: "
+           f"median {fmt_bytes(st['median'])} per connection, 99th percentile {fmt_bytes(st['p99'])}; {own_txt}")
+    return Alert(rule=spec, source_ip=ip, message=f"{ip}{_origin(row)} {msg}", evidence=ev,
+                 score=past_linear(math.log(max(ratio, 1e-9)), math.log(spec.num("size_ratio")), math.log(30)),
+                 timestamp=row.first_ts,
+                 details={"ratio_to_median": round(float(ratio), 2), "z_bytes_per_flow": round(float(z), 2),
+                          "z_bytes": round(float(zb), 2), "reference": fx.mode})
+
+
+# --- external_abuse.unusual_origin -------------------------------------------------------------------
 
 @rule("external_abuse.unusual_origin")
 def unusual_origin(ctx, spec) -> list[Alert]:
     """A client from a country or AS organisation that few clients come from and the internal
-    hosts do not use either, AND heavy in requests, AND keeping the clients' quiet hours (around
-    the clock). Rarity alone is never enough: it only lowers the volume bar relative to
-    external_abuse.request_flood."""
+    hosts do not use either, keeping the clients' quiet hours (around the clock), AND either heavy
+    in requests or machine-like: active through most hours of the day at whatever volume (low
+    and slow). Rarity alone is never enough."""
     import numpy as np
 
     fx = client_features(ctx, spec)
@@ -622,42 +553,43 @@ def unusual_origin(ctx, spec) -> list[Alert]:
     df = fx.df
     v, zf, zb = _volume(fx, spec)
     st, quiet_cue, lb = _quiet(fx, spec)
-    rare = _rare(fx, spec)
-    zthr = float(spec.t("z_volume"))
-    heavy = (zf >= zthr) & _own_ratio_ok(df, spec)
-    hit = np.flatnonzero(rare & heavy & quiet_cue)
-    out = []
-    f_thr = _z_to_value(v["f_med"], v["f_sig"], zthr)
-    thr_share, fam = float(spec.t("rare_origin_share")), float(spec.t("familiar_host_share"))
-    for i in hit:
-        row = df.iloc[i]
-        ip = df.index[i]
-        ev = []
-        words = []
-        for col, what in (("country", "country"), ("as_org", "AS organisation")):
-            share = row[f"{col}_share"]
-            ev.append(Evidence(f"share of the clients from its {what} ({row[col]})", "share",
-                               observed=None if _nan(share) else round(float(share), 5),
-                               reference={"internal_hosts_using_it": round(float(row[f"{col}_host_share"]), 4)},
-                               threshold={"clients": thr_share, "internal_hosts": fam}))
-            if not _nan(share):
-                words.append(f"{_n(share * fx.n_ref)} of {_n(fx.n_ref)} from {row[col]}")
-        ev += [*_volume_evidence(row, v, f_thr, None),
-               Evidence("robust z of log flows vs the clients", "z", observed=round(float(zf[i]), 2),
-                        reference={"clients": fx.n_ref, "spread_log": round(v["f_sig"], 3)}, threshold=zthr),
-               _quiet_evidence(fx, row, st, lb[i], st["thr"])]
-        msg = (f"comes from an origin few clients share ({_ref_word(fx)}: {', '.join(words) or 'origin unknown'}; "
-               f"rarely or never used by the internal hosts) and opened {_n(row.flows)} connections "
-               f"({_b(row.down_bytes)} served), {_pct(row.quiet_share)} of them in the clients' quiet hours "
-               f"({_hours(fx.quiet_hours)}); clients' median {_n(v['flows_median'])} flows, 99th percentile "
-               f"{_n(v['flows_p99'])}, median quiet-hour share {_pct(st['ref_med'])}; "
-               f"{_own(row, _n(row.own_flows) + ' flows')}")
-        score = 0.5 * _excess(zf[i], zthr, 2.5) + 0.5 * _excess(lb[i], st["thr"], 0.3)
-        out.append(Alert(rule=spec, source_ip=ip, message=f"{ip}{_origin(row)} {msg}", evidence=ev, score=score,
-                         timestamp=row.first_ts,
-                         details={"z_flows": round(float(zf[i]), 2), "z_bytes": round(float(zb[i]), 2),
-                                  "country_share": row.country_share, "as_org_share": row.as_org_share,
-                                  "country_internal_host_share": row.country_host_share,
-                                  "as_org_internal_host_share": row.as_org_host_share,
-                                  "reference": fx.mode}))
-    return out
+    heavy = zf >= spec.num("z_volume")
+    steady = df.active_hours.to_numpy() >= spec.num("around_min_hours")
+    hit = _rare(fx, spec) & quiet_cue & _own_ratio_ok(df, spec) & (heavy | steady)
+    return [_explain_origin(fx, spec, i, v, zf[i], zb[i], st, lb[i], heavy[i]) for i in np.flatnonzero(hit)]
+
+
+def _explain_origin(fx, spec, i, v, zf, zb, st, lb, heavy) -> Alert:
+    row, ip = fx.df.iloc[i], fx.df.index[i]
+    ev, words = [], []
+    for col, what in (("country", "country"), ("as_org", "AS organisation")):
+        share = row[f"{col}_share"]
+        ev.append(Evidence(f"share of the clients from its {what} ({row[col]})", "share",
+                           observed=None if is_missing(share) else round(float(share), 5),
+                           reference={"internal_hosts_using_it": round(float(row[f"{col}_host_share"]), 4)},
+                           threshold={"clients": spec.num("rare_origin_share"),
+                                      "internal_hosts": spec.num("familiar_host_share")}))
+        if not is_missing(share):
+            words.append(f"{fmt_count(share * fx.n_ref)} of {fmt_count(fx.n_ref)} from {row[col]}")
+    ev += [*_volume_evidence(row, v, from_log_z(v["f_med"], v["f_sig"], spec.num("z_volume")), None),
+           Evidence("robust z of log flows vs the clients", "z", observed=round(float(zf), 2),
+                    reference={"clients": fx.n_ref, "spread_log": round(v["f_sig"], 3)}, threshold=spec.num("z_volume")),
+           Evidence("hours with connections (machine-like: active through most of the day)", "hours",
+                    observed=int(row.active_hours), threshold=spec.num("around_min_hours")),
+           _quiet_evidence(fx, row, st, st["thr"])]
+    how = "heavy in requests" if heavy else f"active in {int(row.active_hours)} of 24 hours at an ordinary volume (low and slow)"
+    msg = (f"comes from an origin few clients share ({_ref_word(fx)}: {', '.join(words) or 'origin unknown'}; "
+           f"rarely or never used by the internal hosts), {how}: {fmt_count(row.flows)} connections "
+           f"({fmt_bytes(row.down_bytes)} served), {fmt_share(row.quiet_share)} of them in the clients' quiet hours "
+           f"({fmt_hours(fx.quiet_hours)}); clients' median {fmt_count(v['flows_median'])} flows, 99th percentile "
+           f"{fmt_count(v['flows_p99'])}, median quiet-hour share {fmt_share(st['ref_med'])}; "
+           f"{_own(row, fmt_count(row.own_flows) + ' flows')}")
+    score = 0.5 * max(past_linear(zf, spec.num("z_volume"), 2.5),
+                      past_linear(row.active_hours, spec.num("around_min_hours"), DAY_HOURS - spec.num("around_min_hours"))) \
+        + 0.5 * past_linear(lb, st["thr"], 0.3)
+    return Alert(rule=spec, source_ip=ip, message=f"{ip}{_origin(row)} {msg}", evidence=ev, score=score,
+                 timestamp=row.first_ts,
+                 details={"z_flows": round(float(zf), 2), "z_bytes": round(float(zb), 2), "heavy": bool(heavy),
+                          "country_share": row.country_share, "as_org_share": row.as_org_share,
+                          "country_internal_host_share": row.country_host_share,
+                          "as_org_internal_host_share": row.as_org_host_share, "reference": fx.mode})

@@ -1,55 +1,16 @@
-"""Shared scoring: robust statistics and a RITA-style beacon score.
+"""Beacons: RITA-style statistics and score of a source -> destination pair's connection times
+and sizes, computed in the engine for candidate pairs only, and the chance that its gaps are so
+regular under random (Poisson) arrivals.
 
-Robust statistics (median, MAD, quantiles) instead of mean/std: one exfiltrating host must not
-move the reference it is judged against.
+RITA's score (activecm/rita analysis/beacons.go) is the mean of four sub-scores -- timing, size,
+hourly histogram, duration -- each in [0, 1]; its constants (the 10 s / 32 B spreads under which a
+pair is perfectly regular, the 12-hour run for a full duration score) are RITA's own.
 """
 
 from __future__ import annotations
 
-import math
 
-MAD_TO_SIGMA = 1.4826  # MAD * this estimates the standard deviation of a normal distribution
-
-
-def median(values) -> float:
-    import numpy as np
-
-    v = np.asarray(list(values), dtype=float)
-    return float(np.median(v)) if v.size else float("nan")
-
-
-def mad(values) -> float:
-    import numpy as np
-
-    v = np.asarray(list(values), dtype=float)
-    if not v.size:
-        return float("nan")
-    return float(np.median(np.abs(v - np.median(v))))
-
-
-def robust_z(x: float, reference, floor: float = 0.0) -> float:
-    """(x - median) / (1.4826 * MAD) of `reference`; the scale never drops below `floor`
-    (a population where most values are equal has MAD 0)."""
-    med = median(reference)
-    scale = max(MAD_TO_SIGMA * mad(reference), floor)
-    if scale <= 0 or math.isnan(scale):
-        return math.inf if x > med else 0.0
-    return (x - med) / scale
-
-
-def upper_fence(reference, z: float, log: bool = True) -> float:
-    """The value above which a point is a robust outlier: median + z * 1.4826 * MAD,
-    computed on log1p values when `log` (volumes are log-normal-ish), returned in original units."""
-    import numpy as np
-
-    v = np.asarray(list(reference), dtype=float)
-    if not v.size:
-        return float("inf")
-    if log:
-        lv = np.log1p(v)
-        return float(np.expm1(np.median(lv) + z * MAD_TO_SIGMA * np.median(np.abs(lv - np.median(lv)))))
-    return float(np.median(v) + z * MAD_TO_SIGMA * np.median(np.abs(v - np.median(v))))
-
+RUN_HOURS = 12.0  # RITA: a run of 12 consecutive active hours gives a full duration score
 
 # --- beacons ---------------------------------------------------------------------------------
 
@@ -113,7 +74,7 @@ def beacon_score(row, day_seconds: float, min_gap_iqr: float = 10.0, min_size_iq
     timing    mean of (1 - |Bowley skew| of the gaps) and (median - MAD)/median of the gaps
     size      the same on bytes sent per connection
     histogram 1 - coefficient of variation of the flows over the hours the pair is active
-    duration  max(first-to-last span / day span, longest run of consecutive active hours / 12)
+    duration  max(first-to-last span / day span, longest run of consecutive active hours / RUN_HOURS)
     score     the mean of the four (RITA weighs them equally too)
     """
     timing = (_skew_score(row.gap_q1, row.gap_med, row.gap_q3, min_gap_iqr) + _mad_score(row.gap_med, row.gap_mad)) / 2
@@ -131,7 +92,49 @@ def beacon_score(row, day_seconds: float, min_gap_iqr: float = 10.0, min_size_iq
         run = run + 1 if c > 0 else 0
         best = max(best, min(run, 24))
     span = (row.last_ts - row.first_ts).total_seconds()
-    duration = min(1.0, max(span / max(day_seconds, 1.0), best / 12.0))
+    duration = min(1.0, max(span / max(day_seconds, 1.0), best / RUN_HOURS))
     score = (timing + size + histogram + duration) / 4
     return {"score": score, "timing": timing, "size": size, "histogram": histogram, "duration": duration,
             "active_hours": len(active)}
+
+
+# --- is the rhythm chance? -------------------------------------------------------------------------
+
+_NULL: dict[int, object] = {}
+_NULL_SIMS = 20000
+_NULL_GRID = (*range(2, 21), 24, 28, 32, 40, 48, 56, 64, 80, 96, 128, 160, 200)
+RHYTHM_P_FLOOR = 1.0 / (_NULL_SIMS + 1)  # the smallest chance the simulated null can show
+
+
+def poisson_dispersion_p(dispersion: float | None, gaps: int) -> float:
+    """Chance that `gaps` gaps between random (Poisson) events are as regular as observed: the
+    share of simulated exponential gap sets whose MAD/median is at most `dispersion`.
+    Human-driven traffic is at least as irregular as random arrivals (MAD/median about 0.69); a
+    timer gives a small dispersion (about 0.67 x its jitter). Deterministic (seeded). Gap counts
+    are rounded down to a grid of simulated tables, which is conservative: the null only narrows
+    as the count grows."""
+    import numpy as np
+
+    if dispersion is None or dispersion != dispersion or gaps < 2:
+        return 1.0
+    k = max(g for g in _NULL_GRID if g <= gaps)
+    sims = _NULL.get(k)
+    if sims is None:
+        rng = np.random.default_rng(1000 + k)
+        x = rng.exponential(1.0, (_NULL_SIMS, k))
+        med = np.median(x, axis=1)
+        sims = np.sort(np.median(np.abs(x - med[:, None]), axis=1) / med)
+        _NULL[k] = sims
+    return float((np.searchsorted(sims, dispersion, side="right") + 1) / (len(sims) + 1))
+
+
+def gap_dispersion(gap_med, gap_mad) -> float | None:
+    """MAD / median of the gaps (None without a positive median gap)."""
+    if gap_med is None or gap_med != gap_med or gap_med <= 0:
+        return None
+    return float(gap_mad) / float(gap_med)
+
+
+def rhythm_p(row) -> float:
+    """poisson_dispersion_p of a beacon_stats row (n connection times, n - 1 gaps)."""
+    return poisson_dispersion_p(gap_dispersion(row.gap_med, row.gap_mad), int(row.n) - 1)

@@ -1,0 +1,316 @@
+"""What every family needs: robust statistics, tests of chance, "how far past the threshold",
+the hours a population keeps, and where an address is.
+
+Robust statistics (median, MAD, quantiles) rather than mean and standard deviation: one
+compromised host must not move the reference it is judged against. Volumes are compared on a
+log scale (they are log-normal-ish across hosts and clients).
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..fmt import is_missing
+
+DNS_PORT = 53          # a protocol fact: DNS is port 53 (UDP and TCP)
+DAY_HOURS = 24
+MAD_TO_SIGMA = 1.4826  # MAD x this estimates the standard deviation of a normal distribution
+
+# How far past its threshold an observation is, in [0, 1]; it scales an alert's risk score
+# between 0.6 and 1.0 of its severity's base risk. Ratio-scale evidence (bytes, flows) is full at
+# ten times its threshold (an order of magnitude past it); probabilities at 1e-12 (far beyond any
+# chance a day of flows can produce).
+RATIO_SPAN = 10.0
+P_FLOOR = 1e-12
+
+
+# --- numbers -----------------------------------------------------------------------------------
+
+def num(v, default: float = 0.0) -> float:
+    """A pandas/numpy scalar as float; None/NaN/non-numbers -> default."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return default
+    return default if f != f else f
+
+
+def _values(values):
+    import numpy as np
+
+    v = np.asarray(list(values) if not hasattr(values, "__array__") else values, dtype=float)
+    return v[~np.isnan(v)]
+
+
+def quantile(values, q: float, default: float = 0.0) -> float:
+    import numpy as np
+
+    v = _values(values)
+    return float(np.quantile(v, q)) if v.size else default
+
+
+def median(values, default: float = float("nan")) -> float:
+    return quantile(values, 0.5, default)
+
+
+def mad(values) -> float:
+    """Median absolute deviation from the median (unscaled)."""
+    from scipy.stats import median_abs_deviation
+
+    v = _values(values)
+    return float(median_abs_deviation(v)) if v.size else float("nan")
+
+
+def log_center_spread(values, floor: float) -> tuple[float, float]:
+    """(median, 1.4826 x MAD) of log(max(x, 1)); the spread never below `floor` (a population of
+    near-identical members must not turn small differences into huge z-scores)."""
+    import numpy as np
+
+    v = np.log(np.maximum(_values(values), 1.0))
+    if not v.size:
+        return float("nan"), floor
+    return float(np.median(v)), max(MAD_TO_SIGMA * mad(v), floor)
+
+
+def log_z(x, center: float, spread: float):
+    """Robust z of log(max(x, 1)) against (center, spread) from log_center_spread."""
+    import numpy as np
+
+    return (np.log(np.maximum(np.asarray(x, dtype=float), 1.0)) - center) / spread
+
+
+def from_log_z(center: float, spread: float, z: float) -> float:
+    """The value whose log_z is z."""
+    return float(math.exp(center + z * spread))
+
+
+def upper_fence(reference, z: float, log: bool = True) -> float:
+    """median + z x 1.4826 x MAD of `reference` (on log1p values when `log`), in original units:
+    the value above which a member is a robust outlier."""
+    import numpy as np
+
+    v = _values(reference)
+    if not v.size:
+        return float("inf")
+    if log:
+        lv = np.log1p(v)
+        return float(np.expm1(np.median(lv) + z * MAD_TO_SIGMA * mad(lv)))
+    return float(np.median(v) + z * MAD_TO_SIGMA * mad(v))
+
+
+def lower_fence(reference, z: float) -> float:
+    """median - z x 1.4826 x MAD on log values (positive quantities), in original units."""
+    import numpy as np
+
+    v = _values(reference)
+    v = v[v > 0]
+    if not v.size:
+        return 0.0
+    lv = np.log(v)
+    return float(np.exp(np.median(lv) - z * MAD_TO_SIGMA * mad(lv)))
+
+
+def size_aware_z(n: int, rate: float) -> float:
+    """The z a population of n normal members exceeds by chance on only `rate` of days: the normal
+    quantile 1 - rate/n (the more members, the further out the largest one lies)."""
+    from scipy.stats import norm
+
+    return float(norm.isf(rate / max(n, 1)))
+
+
+# --- chance ------------------------------------------------------------------------------------
+
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p)."""
+    from scipy.stats import binom
+
+    if k <= 0:
+        return 1.0
+    if n <= 0 or k > n:
+        return 0.0
+    return float(binom.sf(k - 1, n, min(max(p, 1e-12), 1 - 1e-12)))
+
+
+def fisher(*pvalues: float) -> float:
+    """Fisher's combination of independent p-values (one p-value for all the cues together)."""
+    from scipy.stats import combine_pvalues
+
+    ps = [min(max(float(p), 1e-300), 1.0) for p in pvalues]
+    return float(combine_pvalues(ps, method="fisher").pvalue)
+
+
+def wilson_lower(k, n, z: float):
+    """Lower bound of the Wilson score interval of the proportion k/n: a share measured on a
+    handful of flows is not evidence. Vectorised."""
+    import numpy as np
+
+    k = np.asarray(k, dtype=float)
+    n = np.maximum(np.asarray(n, dtype=float), 1.0)
+    p = k / n
+    den = 1 + z * z / n
+    centre = p + z * z / (2 * n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return np.clip((centre - half) / den, 0.0, 1.0)
+
+
+# --- how far past the threshold -------------------------------------------------------------------
+
+def past(observed, threshold, span: float = RATIO_SPAN) -> float:
+    """0 at the threshold, 1 at `span` times it, log-scaled in between (ratio-scale evidence)."""
+    o, t = num(observed, float("nan")), num(threshold, float("nan"))
+    if o != o:
+        return 0.0
+    if t != t or t <= 0:
+        return 1.0 if o > 0 else 0.0
+    if o <= t:
+        return 0.0
+    return min(1.0, math.log(o / t) / math.log(span))
+
+
+def past_linear(observed, threshold, width) -> float:
+    """0 at the threshold, 1 at threshold + width (z-scores, shares)."""
+    o, t, w = num(observed, float("nan")), num(threshold, float("nan")), num(width, float("nan"))
+    if o != o or t != t or w != w or w <= 0:
+        return 0.0
+    return min(max((o - t) / w, 0.0), 1.0)
+
+
+def past_p(p) -> float:
+    """How improbable: 0 at p = 1, 1 at p = P_FLOOR (log scale)."""
+    p = num(p, 1.0)
+    return min(1.0, max(0.0, -math.log10(max(p, P_FLOOR)) / -math.log10(P_FLOOR)))
+
+
+def mean(*xs: float) -> float:
+    return sum(xs) / len(xs) if xs else 0.0
+
+
+# --- hours -----------------------------------------------------------------------------------------
+
+def quiet_hours(weight_by_hour: dict, share: float) -> list[int]:
+    """Hours whose weight is below `share` x the busiest hour's (the profile's own rule)."""
+    top = max(weight_by_hour.values(), default=0.0)
+    if top <= 0:
+        return []
+    return [h for h in range(DAY_HOURS) if weight_by_hour.get(h, 0.0) < share * top]
+
+
+def runs_of(hours: set) -> dict[int, int]:
+    """Each hour of `hours` -> the first hour of the run of consecutive hours (around the clock)
+    it belongs to."""
+    out = {}
+    for h in hours:
+        s = h
+        if len(hours) < DAY_HOURS:
+            while (s - 1) % DAY_HOURS in hours:
+                s = (s - 1) % DAY_HOURS
+        else:
+            s = 0
+        out[h] = s
+    return out
+
+
+def usual_hours(ctx, margin_hours: int, core_share: float):
+    """{"active": host -> baseline hours with traffic, "usual": host -> usual hours, "quiet": the
+    network's quiet hours}, or None without host-hour baselines. A host's usual hours are its
+    working hours (hours with >= core_share of its busiest hour's flows) widened by margin_hours,
+    as start and end vary from day to day, plus any other hour it was active in (stray flows, not
+    widened). Every other hour is silence for that host."""
+    def build():
+        hh = ctx.base_df("host_hours")
+        if hh is None or not len(hh):
+            return None
+        hh = hh[hh.flows > 0]
+        busiest = hh.groupby("src_ip").flows.transform("max")
+        core = hh[hh.flows >= core_share * busiest]
+        active = {h: set(int(x) for x in g) for h, g in hh.groupby("src_ip").hour}
+        widened = {h: {(int(x) + d) % DAY_HOURS for x in g for d in range(-margin_hours, margin_hours + 1)}
+                   for h, g in core.groupby("src_ip").hour}
+        usual = {h: hours | widened.get(h, set()) for h, hours in active.items()}
+        quiet = [int(h) for h in (ctx.profile.get("hours") or {}).get("quiet_hours", [])]
+        return {"active": active, "usual": usual, "quiet": quiet}
+    return ctx.cached(("common.usual_hours", int(margin_hours), float(core_share)), build)
+
+
+# --- addresses -------------------------------------------------------------------------------------
+
+def is_internal(ctx, ip) -> bool:
+    info = ctx.ip_info
+    return bool(ip in info.index and bool(info.loc[ip, "internal"]))
+
+
+def where(ctx, ip) -> str:
+    """' (GOOGLE, US)', ' (internal)' or '' -- as much as enrichment knows about `ip`."""
+    if is_internal(ctx, ip):
+        return " (internal)"
+    g = ctx.geo(ip)
+    parts = [str(x) for x in (g.get("as_org"), g.get("country"))
+             if not is_missing(x) and str(x) and str(x) not in ("private", "unknown")]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def org_of(ctx, ip) -> str | None:
+    """The AS organisation of `ip` (else 'AS<n>'), None when enrichment does not know."""
+    g = ctx.geo(ip)
+    org = g.get("as_org")
+    if not is_missing(org) and str(org) and str(org) not in ("private", "unknown"):
+        return str(org)
+    asn = g.get("asn")
+    return None if is_missing(asn) else f"AS{int(asn)}"
+
+
+def orgs_of(ctx, ips):
+    """Vectorised org_of: a pandas Series of AS organisation (else 'AS<n>', else None) per address."""
+    import pandas as pd
+
+    info = ctx.ip_info.reindex(pd.Index(list(ips)))
+    org = info["as_org"].astype(object)
+    org = org.where(org.notna() & ~org.isin(["", "private", "unknown"]), None)
+    if "asn" in info.columns:
+        asn = info["asn"].map(lambda a: None if is_missing(a) else f"AS{int(a)}")
+        org = org.where(org.notna(), asn)
+    return org.where(org.notna(), None).reset_index(drop=True)
+
+
+def timestamp(v):
+    import pandas as pd
+
+    return None if is_missing(v) else pd.Timestamp(v)
+
+
+def row_mask(df, values):
+    """A boolean row mask from a Python sequence (safe on empty frames)."""
+    import numpy as np
+
+    return np.asarray(list(values), dtype=bool).reshape(len(df))
+
+
+def engine_table(ctx, df, columns=None):
+    """A small pandas table uploaded to the engine (candidate keys for a semi-join)."""
+    import pyarrow as pa
+
+    d = df if columns is None else df[list(columns)].drop_duplicates()
+    return ctx.engine.from_arrow(pa.Table.from_pandas(d, preserve_index=False))
+
+
+def familiar_origins(ctx) -> dict:
+    """{"country": {cc: share}, "as_org": {org: share}}: the share of the internal hosts that
+    exchanged traffic with each country and AS organisation on the baseline day. The networks the
+    organisation itself uses every day (big clouds, CDNs, search engines) are not exotic."""
+    def build():
+        from ..network import INTERNAL_EXTERNAL
+
+        edges, info = ctx.base("edges"), ctx.base("ip_info")
+        if edges is None or info is None:
+            return {}
+        ie = edges.filter(edges.traffic_class == INTERNAL_EXTERNAL).select("src_ip", "dst_ip")
+        hosts = ie.aggregate(n=ie.src_ip.nunique()).to_pandas().n.iloc[0]
+        if not hosts:
+            return {}
+        j = ie.join(info.select("ip", "country", "as_org"), ie.dst_ip == info.ip)
+        out = {}
+        for col in ("country", "as_org"):
+            g = j.filter(j[col].notnull()).group_by(col).aggregate(h=j.src_ip.nunique()).to_pandas()
+            out[col] = {k: float(h) / float(hosts) for k, h in zip(g[col], g.h)}
+        return out
+    return ctx.cached(("common.familiar_origins",), build)

@@ -1,0 +1,169 @@
+"""What the network's DNS looks like, learned from the baseline day and read from the test day:
+shared by the cnc rules (C&C over DNS) and exfiltration.dns_tunnel.
+
+  * the resolvers the network uses: the company's DNS servers (internal servers offering port
+    53) and any resolver several hosts share (Elastic retired its fixed "DNS to the internet"
+    rule for its false positives: which resolvers are normal is learned per network);
+  * the hosts that are resolvers themselves (internal DNS servers; hosts that on the baseline
+    day queried many distinct addresses on port 53: forwarders and recursors; internal
+    addresses several hosts query today) -- never judged: their upstream queries are forwarding;
+  * each host's resolvers, DNS volume and share of DNS in its traffic;
+  * the network's usual DNS query size (bytes sent per DNS flow).
+
+Thresholds (each cnc rule and dns_tunnel carries them, so each can be tuned on its own):
+forwarder_min_destinations, forwarder_z, established_min_hosts, established_min_share.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..network import INTERNAL_EXTERNAL, INTERNAL_INTERNAL
+from .beacon import beacon_score, beacon_stats, poisson_dispersion_p
+from .common import DNS_PORT, engine_table, is_internal, median, row_mask, upper_fence
+
+FROM_INTERNAL = (INTERNAL_INTERNAL, INTERNAL_EXTERNAL)
+BASELINE_KEYS = ("forwarder_min_destinations", "forwarder_z", "established_min_hosts", "established_min_share")
+NO_RHYTHM = {"score": 0.0, "timing": 0.0, "gap_median_s": None, "gap_dispersion": None, "rhythm_p": 1.0, "events": 0}
+
+
+@dataclass
+class DnsBaseline:
+    dns_servers: set              # internal servers offering port 53
+    resolver_hosts: set           # hosts exempt: DNS servers and forwarders learned from the baseline
+    established: set              # resolvers the network uses (DNS servers + shared by several hosts)
+    seen: set                     # every address any internal host (forwarders included) queried on 53
+    host_resolvers: dict          # host -> set of resolvers it used on the baseline day
+    pair_flows: dict              # (host, resolver) -> baseline DNS flows
+    host_dns_flows: dict          # host -> baseline DNS flows
+    host_dns_up: dict             # host -> baseline DNS bytes sent
+    host_flows: dict              # host -> baseline flows of any kind
+    host_dns_share: dict          # host -> baseline share of DNS in its flows
+    resolver_users: dict          # resolver -> number of client hosts using it on the baseline day
+    query_bytes: float            # the network's typical DNS query size (bytes sent per flow)
+    dns_share: float              # the network's share of DNS in its hosts' flows
+    host_dns_up_median: float     # the median client's DNS bytes sent on the baseline day
+    clients: int                  # hosts that used DNS on the baseline day
+    forwarder_threshold: float    # distinct port-53 destinations from which a host is a resolver
+
+
+def dns_baseline(ctx, spec) -> DnsBaseline:
+    """The network's DNS habits on the baseline day (small tables, pandas), once per run."""
+    th = tuple(spec.num(k) for k in BASELINE_KEYS)
+    return ctx.cached(("dns.baseline", th), lambda: _learn(ctx, *th))
+
+
+def _learn(ctx, fwd_min, fwd_z, est_hosts, est_share) -> DnsBaseline:
+    import pandas as pd
+
+    edges = ctx.base_df("edges")
+    if edges is None:
+        edges = pd.DataFrame(columns=["src_ip", "dst_ip", "proto", "port", "traffic_class", "flows", "up_bytes"])
+    dns = edges[(edges.port == DNS_PORT) & edges.traffic_class.isin(FROM_INTERNAL)]
+    dns = dns[row_mask(dns, (ctx.model.is_unicast_host(ip) for ip in dns.dst_ip))]
+    dns = dns.groupby(["src_ip", "dst_ip"], as_index=False)[["flows", "up_bytes"]].sum(min_count=1)
+    dns_servers = {ip for ip, _proto, port in ctx.server_services if port == DNS_PORT}
+
+    per_host_dst = dns.groupby("src_ip").dst_ip.nunique() if len(dns) else pd.Series(dtype=float)
+    fence = upper_fence(per_host_dst.values, fwd_z) if len(per_host_dst) else math.inf
+    fwd_thr = max(fwd_min, fence)
+    resolver_hosts = dns_servers | set(per_host_dst[per_host_dst >= fwd_thr].index)
+
+    clients = dns[~dns.src_ip.isin(resolver_hosts)]
+    users = clients.groupby("dst_ip").src_ip.nunique() if len(clients) else pd.Series(dtype=float)
+    n_clients = int(clients.src_ip.nunique()) if len(clients) else 0
+    established = dns_servers | set(users[users >= max(est_hosts, est_share * n_clients)].index)
+
+    hd = clients.groupby("src_ip").agg(flows=("flows", "sum"), up=("up_bytes", "sum"))
+    hh = ctx.base_df("host_hours")
+    host_flows = hh.groupby("src_ip").flows.sum().to_dict() if hh is not None and len(hh) else {}
+    tot = sum(host_flows.get(h, 0) for h in hd.index)
+    return DnsBaseline(
+        dns_servers=dns_servers,
+        resolver_hosts=resolver_hosts,
+        established=established,
+        seen=set(dns.dst_ip),
+        host_resolvers={h: set(g) for h, g in clients.groupby("src_ip").dst_ip} if len(clients) else {},
+        pair_flows={(s, d): int(f) for s, d, f in zip(clients.src_ip, clients.dst_ip, clients.flows)},
+        host_dns_flows={h: int(v) for h, v in hd.flows.items()},
+        host_dns_up={h: float(v) for h, v in hd.up.items()},
+        host_flows=host_flows,
+        host_dns_share={h: float(v) / host_flows[h] for h, v in hd.flows.items() if host_flows.get(h)},
+        resolver_users={d: int(n) for d, n in users.items()},
+        query_bytes=median(clients.up_bytes / clients.flows.clip(lower=1)),
+        dns_share=float(hd.flows.sum() / tot) if tot else float("nan"),
+        host_dns_up_median=median(hd.up),
+        clients=n_clients,
+        forwarder_threshold=fwd_thr,
+    )
+
+
+def dns_today(ctx):
+    """Test-day DNS conversations of internal hosts: per (src, dst), in the engine, then pandas."""
+    def build():
+        e = ctx.edge_hours
+        t = e.filter((e.port == DNS_PORT) & e.traffic_class.isin(list(FROM_INTERNAL)))
+        t = t.group_by("src_ip", "dst_ip").aggregate(
+            flows=t.flows.sum(), up_bytes=t.up_bytes.sum(), down_bytes=t.down_bytes.sum(),
+            first_ts=t.first_ts.min(), last_ts=t.last_ts.max(), hours=t.hour.nunique(),
+        )
+        df = t.to_pandas()
+        return df[row_mask(df, (ctx.model.is_unicast_host(ip) for ip in df.dst_ip))].reset_index(drop=True)
+    return ctx.cached(("dns.today",), build)
+
+
+def exempt_hosts(ctx, spec, b: DnsBaseline) -> set:
+    """Hosts never judged: the baseline's DNS servers and forwarders, and any internal address
+    that several internal hosts query on port 53 today (a resolver)."""
+    today = dns_today(ctx)
+    internal = today[row_mask(today, (is_internal(ctx, d) for d in today.dst_ip))]
+    users = internal.groupby("dst_ip").src_ip.nunique()
+    need = max(spec.num("established_min_hosts"), spec.num("established_min_share") * today.src_ip.nunique())
+    return b.resolver_hosts | set(users[users >= need].index)
+
+
+def dns_flows(ctx):
+    """The test day's DNS flows from internal hosts (an Ibis expression)."""
+    f = ctx.flows
+    return f.filter((f.port == DNS_PORT) & f.src_internal)
+
+
+def dns_events(flows):
+    """DNS flows of a pair collapsed to one event per second (a lookup often sends A and AAAA
+    queries, or retries, within the same second: one poll, as RITA counts unique timestamps)."""
+    sec = flows.ts.epoch_seconds().floor()  # some engines return fractional seconds
+    g = flows.mutate(sec=sec).group_by("src_ip", "dst_ip", "sec")
+    return g.aggregate(ts=flows.ts.min(), hour=flows.hour.min(), up_bytes=flows.up_bytes.sum())
+
+
+def tunnel_like(b: DnsBaseline, host: str, query_bytes: float, host_up_today: float, spec) -> tuple[bool, float, float]:
+    """Volume, not rhythm: queries longer than the network's AND a multiplied DNS upload is DNS
+    tunnelling (exfiltration.dns_tunnel's business). Returns (tunnel, query ratio, volume ratio)."""
+    q_ratio = query_bytes / b.query_bytes if b.query_bytes and b.query_bytes == b.query_bytes else 0.0
+    base_up = b.host_dns_up.get(host) or b.host_dns_up_median or 0.0
+    v_ratio = host_up_today / base_up if base_up and base_up == base_up else math.inf
+    return (q_ratio >= spec.num("tunnel_query_ratio") and v_ratio >= spec.num("tunnel_volume_ratio")), q_ratio, v_ratio
+
+
+def dns_rhythm(ctx, flows, pairs_df) -> dict:
+    """(src, dst) -> RITA beacon score and sub-scores, median gap, gap dispersion, events (polls:
+    distinct seconds) and the chance of so regular gaps under random arrivals, for the given
+    pairs of `flows` (statistics in the engine)."""
+    if pairs_df is None or len(pairs_df) == 0:
+        return {}
+    st = beacon_stats(dns_events(flows), engine_table(ctx, pairs_df, ["src_ip", "dst_ip"]), ctx.engine)
+    day = ctx.span[2]
+    out = {}
+    for row in st.itertuples(index=False):
+        if row.n < 3:
+            continue
+        b = beacon_score(row, day)
+        ok = row.gap_med == row.gap_med and row.gap_med > 0
+        b["gap_median_s"] = float(row.gap_med) if ok else None
+        b["gap_dispersion"] = float(row.gap_mad / row.gap_med) if ok else None
+        b["events"] = int(row.n)
+        b["rhythm_p"] = poisson_dispersion_p(b["gap_dispersion"], b["events"] - 1)
+        b.pop("hist", None)
+        out[(row.src_ip, row.dst_ip)] = b
+    return out
