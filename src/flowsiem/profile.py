@@ -474,21 +474,23 @@ def _profile_servers(servers, engine, model, geo, opts: ProfileOptions, bucket_s
     ).to_pandas().sort_values(["ip", "proto", "port"])
     describe = _describe(t.mutate(k=0), "k").get(0, {})
 
-    # Hours learned from the client population: quiet hours have < share of the busiest hour's flows.
     by_hour = by_hour_client.groupby("hour").flows.sum().reindex(range(24), fill_value=0)
-    quiet = [int(h) for h, n in by_hour.items() if n < opts.quiet_hour_share * by_hour.max()]
-    off = by_hour_client[by_hour_client.hour.isin(quiet)].groupby("ip").flows.sum()
-    clients["quiet_hour_flows"] = clients.ip.map(off).fillna(0).astype("int64")
-    clients["quiet_hour_share"] = clients.quiet_hour_flows / clients.flows
     info_tbl = geo.lookup(clients.ip.tolist()).to_pandas().set_index("ip")
     clients = clients.join(info_tbl[["country", "asn", "as_org"]], on="ip")
     clients["internal"] = model.classify_ips(clients.ip.tolist())
     external = clients[~clients.internal]
     client_hours = by_hour_client[by_hour_client.ip.isin(set(external.ip))].astype({"hour": "int8"})
-    # The clients' rhythm with each client weighing one (a few heavy clients cannot shape it).
+    # The clients' rhythm with each client weighing one: a few heavy clients cannot shape it, and
+    # hours that many light clients use (evenings at home) are not quiet. Quiet hours have less
+    # than quiet_hour_share of the busiest hour's weight.
     per_client = client_hours.flows / client_hours.groupby("ip").flows.transform("sum")
     hour_profile = per_client.groupby(client_hours.hour).sum().reindex(range(24), fill_value=0.0)
     hour_profile = hour_profile / max(float(hour_profile.sum()), 1e-12)
+    quiet = [int(h) for h, w in hour_profile.items() if w < opts.quiet_hour_share * hour_profile.max()]
+    off = by_hour_client[by_hour_client.hour.isin(quiet)].groupby("ip").flows.sum()
+    clients["quiet_hour_flows"] = clients.ip.map(off).fillna(0).astype("int64")
+    clients["quiet_hour_share"] = clients.quiet_hour_flows / clients.flows
+    external = clients[~clients.internal]
     top = opts.top
 
     def pop(col):
