@@ -1,145 +1,780 @@
-"""Detection quality on simulated days: per-family precision and recall, and alerts on clean days.
+"""Detection quality on simulated days: a tuning set and a holdout set, kept apart.
 
-    python bench/quality.py [--seeds 20] [--scale 0.2] [--scenarios obvious,stealthy,...]
-                            [--family botnet] [--no-servers-baseline] [--verbose] [--fresh]
+    python bench/quality.py [--set tune|holdout] [--seeds N] [--first-seed S] [--scales 0.2,1,3]
+                            [--scenarios obvious,clean,...] [--jobs 2] [--verbose] [--family F]
+                            [--fresh] [--keep] [--no-servers-baseline] [--dry-run]
+    python bench/quality.py --days DIR [--jobs 2] [--verbose]     # score days made by another generator
 
-For every scenario and seed: generate the days (simulator), profile the clean day (and the clean
-servers day unless --no-servers-baseline), detect on the test day, and compare the flagged
-devices per family with truth.json. Detection never sees truth.json; only this script reads it.
-Generated days and profiles are cached under bench/out/quality/ (delete it or pass --fresh
-after changing the simulator or the profile).
+Two seed sets
+-------------
+  --set tune      seeds 1-20, scale 0.2 by default. This is what you look at while tuning rules and
+                  thresholds: read its false positives and negatives as much as you like.
+  --set holdout   seeds 1001-1050 (50 per scenario), scales 0.2, 1 and 3 by default. NEVER run it
+                  while tuning, and never tune on what it shows: it is the final, honest measurement
+                  of rules fixed beforehand. Once a rule is changed because of a holdout result the
+                  holdout is spent. Seeds >= 1001 are reserved for it (the tune set refuses them,
+                  the holdout set refuses seeds below).
+  --seeds / --first-seed override the set's seeds, --scales its scales. Scenarios: every scenario of
+  flowsiem.simulate.SCENARIOS (read at run time), or --scenarios to restrict.
 
-A device counts once per family: flagged by any rule of that family = positive. Benign-change
-hosts and every other device flagged are false positives of that family.
+What is counted
+---------------
+Severity means evidence. A device is flagged for a family only by an alert of that family with
+severity medium or more (rule.severity_number >= 47, ECS event.severity >= 47). Low alerts are
+notices: they count for neither precision nor recall and are reported separately.
+Truth is truth.json: each anomaly's hosts are the positives of its family (a device counts once
+per family). Every other device flagged at medium+ in a family is a false positive of that family,
+named by its benign change (truth "benign" kind), "<family>/<kind>" when it is an anomaly host of
+another family, or "ordinary device". Clean days (no anomaly in truth.json) must have no device at
+medium+. Verdict per scale: PASS when every family has precision and recall >= 0.98 and no clean
+day has a device at medium+.
+
+Per case (one worker process each, --jobs in parallel): generate the days (simulator), profile the
+clean day (with the clean servers day unless --no-servers-baseline), detect on the test day, score
+against truth.json. Detection never sees truth.json; only this script reads it. A case that raises
+is reported (scenario/seed/scale, traceback) and counted, and the run goes on.
+
+Disk
+----
+The tune set caches its days and profiles under bench/out/quality/cache/<scenario>-<seed>-<scale>/
+(--cache to move it). A case is regenerated when the simulator's source changed since, its profile
+rebuilt when the profile code (any flowsiem module but simulate/, rules/, detect.py, alerts.py,
+explain.py, cli.py) changed; --fresh regenerates the cases of this run regardless. The holdout set and --days runs generate /
+profile into a temporary directory per case (under --tmp) and delete it once scored, unless --keep
+(holdout days then stay in bench/out/quality/holdout/, and are reused by later --keep runs).
+
+External days
+-------------
+--days DIR scores every subdirectory of DIR that holds data.parquet, test.parquet, servers.parquet,
+servers_data.parquet and truth.json (same "anomalies"/"benign" layout as the simulator's; scenario
+from truth.json "scenario", scale from "scale", seed from "seed" when present). Nothing is written
+into DIR.
+
+Output
+------
+Markdown tables per scale on stdout (per-family TP/FP/FN/precision/recall, devices at medium+ on
+clean days, low notices, per-rule TP/FP, FN per anomaly kind, FP per cause, per-scenario grid), a
+verdict line per scale, and a JSON summary of the run (every count; per case: scenario, seed, scale,
+per-family tp/fp/fn IP lists, false positive/negative details, seconds) written to
+bench/out/quality/<set>-<YYYYmmdd-HHMMSS>.json, so README tables can be regenerated and FPs looked
+up later. Progress (cases done / total, elapsed, ETA) goes to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import math
+import multiprocessing as mp
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
+import traceback
+from collections import Counter, defaultdict
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FAMILIES = ("botnet", "exfiltration", "cnc", "external_abuse")
+SRC = ROOT / "src" / "flowsiem"
+OUT = ROOT / "bench" / "out" / "quality"
+MEDIUM = 47                     # ECS event.severity of a medium alert: the evidence threshold
+GOAL = 0.98                     # precision and recall every family must reach for a PASS
+HOLDOUT_FIRST = 1001            # seeds >= this are the holdout set's
+SETS = {
+    "tune": {"first_seed": 1, "seeds": 20, "scales": (0.2,)},
+    "holdout": {"first_seed": HOLDOUT_FIRST, "seeds": 50, "scales": (0.2, 1.0, 3.0)},
+}
+DAY_FILES = ("data.parquet", "test.parquet", "servers.parquet", "servers_data.parquet", "truth.json")
+# flowsiem modules build_profile does not depend on: a change anywhere else rebuilds cached profiles
+NOT_PROFILE = ("simulate", "rules", "detect.py", "alerts.py", "explain.py", "cli.py")
 
 
-def _case(scenario: str, seed: int, scale: float, cache: Path, servers_baseline: bool, verbose: bool,
-          only: str | None = None):
-    from flowsiem import console, simulate
-    from flowsiem.detect import DetectOptions, detect
-    from flowsiem.profile import ProfileOptions, build_profile
+# ---------------------------------------------------------------- fingerprints
 
-    console.set_quiet(True)
-    d = cache / f"{scenario}-{seed}-{scale}"
-    days = d / "days"
-    if not (days / "truth.json").exists():
-        simulate.generate(scenario, seed=seed, scale=scale, out_dir=days)
-    prof = d / ("profile" if servers_baseline else "profile-noservers")
-    if not (prof / "profile.json").exists():
-        build_profile(days / "data.parquet", prof,
-                      servers=(days / "servers_data.parquet") if servers_baseline else None,
-                      options=ProfileOptions())
-    with tempfile.TemporaryDirectory(prefix="flowsiem-quality-") as tmp:  # parallel runs never share outputs
-        res = detect(days / "test.parquet", prof, Path(tmp), servers=days / "servers.parquet",
-                     options=DetectOptions(examples=0))
-    truth = json.loads((days / "truth.json").read_text())
-    want = defaultdict(set)
-    for a in truth["anomalies"]:
-        want[a["family"]].update(a["hosts"])
-    got = defaultdict(set)
-    rules_by = defaultdict(set)
-    for a in res.alerts:
-        got[a.rule.family].add(a.source_ip)
-        rules_by[(a.rule.family, a.source_ip)].add(a.rule.id)
-    benign = {h: b["kind"] for b in truth["benign"] for h in b["hosts"]}
-    kind_of = {h: f"{a['family']}/{a['kind']}" for a in truth["anomalies"] for h in a["hosts"]}
-    out = {}
-    for fam in FAMILIES:
+def _fingerprint(paths) -> str:
+    h = hashlib.sha1()
+    for p in paths:
+        files = sorted(p.rglob("*.py")) if p.is_dir() else [p]
+        for f in files:
+            if f.exists():
+                h.update(str(f.relative_to(SRC)).encode())
+                h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _stamps() -> dict:
+    sim = _fingerprint([SRC / "simulate"])
+    prof = [p for p in sorted(SRC.iterdir()) if p.name not in NOT_PROFILE and (p.is_dir() or p.suffix == ".py")]
+    return {"days": sim, "profile": sim + "-" + _fingerprint(prof)}
+
+
+def _read(p: Path) -> str:
+    try:
+        return p.read_text().strip()
+    except OSError:
+        return ""
+
+
+# ---------------------------------------------------------------- one case (worker process)
+
+def _score(truth: dict, alerts: list, families: list[str]) -> dict:
+    """Compare medium+ alerts with truth.json; low alerts are notices, listed apart."""
+    want: dict[str, set] = defaultdict(set)
+    kinds_of: dict[tuple, list] = defaultdict(list)          # (family, ip) -> [anomaly]
+    for an in truth.get("anomalies", []):
+        for h in an["hosts"]:
+            want[an["family"]].add(h)
+            kinds_of[(an["family"], h)].append(an)
+    benign: dict[str, list] = defaultdict(list)
+    for b in truth.get("benign", []):
+        for h in b["hosts"]:
+            if b["kind"] not in benign[h]:
+                benign[h].append(b["kind"])
+    anomaly_of: dict[str, list] = defaultdict(list)           # ip -> ["family/kind"]
+    for an in truth.get("anomalies", []):
+        for h in an["hosts"]:
+            fk = f"{an['family']}/{an['kind']}"
+            if fk not in anomaly_of[h]:
+                anomaly_of[h].append(fk)
+
+    got: dict[str, set] = defaultdict(set)
+    rules_by: dict[tuple, set] = defaultdict(set)             # (family, ip) -> medium+ rule ids
+    low_by: dict[tuple, set] = defaultdict(set)               # (family, ip) -> low rule ids
+    low = []
+    for a in alerts:
+        fam, ip = a.rule.family, a.source_ip
+        if a.rule.severity_number >= MEDIUM:
+            got[fam].add(ip)
+            rules_by[(fam, ip)].add(a.rule.id)
+        else:
+            low_by[(fam, ip)].add(a.rule.id)
+            low.append({"family": fam, "ip": ip, "rule": a.rule.id, "risk_score": a.risk_score,
+                        "anomaly_host": ip in want[fam]})
+    fams = list(families) + sorted((set(got) | set(want)) - set(families))
+
+    res = {"families": {}, "fp": [], "fn": [], "tp_rules": [], "low": low, "kinds": []}
+    for fam in fams:
         tp, fp, fn = got[fam] & want[fam], got[fam] - want[fam], want[fam] - got[fam]
-        out[fam] = (len(tp), len(fp), len(fn))
-        if verbose and only in (None, fam):
-            for h in sorted(fp):
-                why = benign.get(h) or kind_of.get(h) or "ordinary device"
-                print(f"  FP {scenario}/{seed} {fam}: {h} ({why}) by {', '.join(sorted(rules_by[(fam, h)]))}")
-            for h in sorted(fn):
-                print(f"  FN {scenario}/{seed} {fam}: {h} ({kind_of.get(h)})")
-    return out, len(res.alerts), res.seconds
+        res["families"][fam] = {"tp": sorted(tp), "fp": sorted(fp), "fn": sorted(fn)}
+        for h in sorted(tp):
+            res["tp_rules"].append({"family": fam, "ip": h, "rules": sorted(rules_by[(fam, h)])})
+        for h in sorted(fp):
+            why = benign.get(h, []) + [k for k in anomaly_of.get(h, []) if not k.startswith(fam + "/")]
+            res["fp"].append({"family": fam, "ip": h, "why": " + ".join(why) or "ordinary device",
+                              "causes": why or ["ordinary device"], "benign": bool(benign.get(h)),
+                              "rules": sorted(rules_by[(fam, h)])})
+        for h in sorted(fn):
+            for an in kinds_of[(fam, h)]:
+                det = an.get("details") or {}
+                res["fn"].append({"family": fam, "kind": an["kind"], "ip": h,
+                                  "strength": det.get("strength"),
+                                  "low_rules": sorted(low_by[(fam, h)])})
+    # every (family, kind, host) of truth with whether it was found: recall per kind
+    seen = set()
+    for an in truth.get("anomalies", []):
+        for h in an["hosts"]:
+            key = (an["family"], an["kind"], h)
+            if key not in seen:
+                seen.add(key)
+                res["kinds"].append({"family": an["family"], "kind": an["kind"], "ip": h,
+                                     "found": h in got[an["family"]]})
+    res["medium_devices"] = sorted({ip for f in got for ip in got[f]})
+    return res
+
+
+def _ident(case: dict) -> dict:
+    r = {k: case[k] for k in ("scenario", "seed", "scale")}
+    if case["mode"] == "external":
+        r["dir"] = case["dir"]
+    return r
+
+
+def run_case(case: dict, opts: dict) -> dict:
+    """generate -> profile -> detect -> score one case; never raises (errors are returned)."""
+    t_start = time.perf_counter()
+    out = _ident(case)
+    out.update(seconds={}, error=None)
+    scratch = None
+    try:
+        from flowsiem import console
+        console.set_quiet(True)
+        from flowsiem import simulate
+        from flowsiem.detect import DetectOptions, detect
+        from flowsiem.profile import ProfileOptions, build_profile
+
+        scratch = Path(tempfile.mkdtemp(prefix=f"{case['key']}-", dir=opts["tmp_root"]))
+        mode = case["mode"]
+        if mode == "external":
+            days = Path(case["dir"])
+            d = scratch
+        elif mode == "temp":
+            d = scratch
+            days = d / "days"
+        else:                                            # "cache" (tune) or "keep" (holdout --keep)
+            d = Path(case["dir"])
+            days = d / "days"
+            if opts["fresh"] and d.exists():
+                shutil.rmtree(d)
+        d.mkdir(parents=True, exist_ok=True)
+
+        prof_name = "profile" if opts["servers_baseline"] else "profile-noservers"
+        prof = d / prof_name
+        if mode != "external":
+            if not (days / "truth.json").exists() or _read(d / "days.stamp") != opts["stamps"]["days"]:
+                for p in (days, d / "profile", d / "profile-noservers"):
+                    shutil.rmtree(p, ignore_errors=True)
+                t = time.perf_counter()
+                simulate.generate(case["scenario"], seed=case["seed"], scale=case["scale"], out_dir=days)
+                out["seconds"]["generate"] = round(time.perf_counter() - t, 2)
+                (d / "days.stamp").write_text(opts["stamps"]["days"])
+        if not (prof / "profile.json").exists() or _read(d / f"{prof_name}.stamp") != opts["stamps"]["profile"]:
+            shutil.rmtree(prof, ignore_errors=True)
+            t = time.perf_counter()
+            build_profile(days / "data.parquet", prof,
+                          servers=(days / "servers_data.parquet") if opts["servers_baseline"] else None,
+                          options=ProfileOptions())
+            out["seconds"]["profile"] = round(time.perf_counter() - t, 2)
+            (d / f"{prof_name}.stamp").write_text(opts["stamps"]["profile"])
+        det_out = scratch / "detect"
+        res = detect(days / "test.parquet", prof, det_out, servers=days / "servers.parquet",
+                     options=DetectOptions(examples=0))
+        out["seconds"]["detect"] = round(res.seconds, 2)
+        out["alerts"] = len(res.alerts)
+        out["detect_errors"] = list(getattr(res, "errors", []) or [])
+        truth = json.loads((days / "truth.json").read_text())     # read only after detection
+        scen = simulate.SCENARIOS.get(case["scenario"])
+        out["clean_day"] = bool((scen is not None and scen.clean) or not truth.get("anomalies"))
+        out["benign"] = Counter(b["kind"] for b in truth.get("benign", []))
+        out.update(_score(truth, res.alerts, opts["families"]))
+    except BaseException as exc:                         # noqa: BLE001 - reported, never fatal
+        out["error"] = "".join(traceback.format_exception(exc))
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+    finally:
+        if scratch is not None and not opts["keep_scratch"]:
+            shutil.rmtree(scratch, ignore_errors=True)
+    out["seconds"]["total"] = round(time.perf_counter() - t_start, 2)
+    return out
+
+
+# ---------------------------------------------------------------- plan
+
+def _parse_scales(s: str) -> list[float]:
+    try:
+        vals = [float(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise SystemExit(f"--scales: comma-separated numbers expected (got {s!r})") from None
+    if not vals or any(not math.isfinite(v) or v <= 0 for v in vals):
+        raise SystemExit(f"--scales: numbers > 0 expected (got {s!r})")
+    return vals
+
+
+def _fmt_scale(x: float) -> str:
+    return f"{x:g}"
+
+
+def plan_cases(a, scenarios_all: dict) -> tuple[list[dict], dict]:
+    """The cases to run and a description of the run."""
+    want_sc = [s.strip() for s in a.scenarios.split(",") if s.strip()] if a.scenarios else None
+    if a.days:
+        root = Path(a.days)
+        if not root.is_dir():
+            raise SystemExit(f"--days: {root} is not a directory")
+        scales = _parse_scales(a.scales) if a.scales else None
+        cases, skipped = [], []
+        for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+            missing = [f for f in DAY_FILES if not (sub / f).exists()]
+            if missing:
+                skipped.append(f"{sub.name} (missing {', '.join(missing)})")
+                continue
+            t = json.loads((sub / "truth.json").read_text())
+            sc, scale = str(t.get("scenario", sub.name)), float(t.get("scale", 1.0))
+            if want_sc and sc not in want_sc:
+                continue
+            if scales and not any(math.isclose(scale, s) for s in scales):
+                continue
+            cases.append({"scenario": sc, "seed": t.get("seed", sub.name), "scale": scale,
+                          "mode": "external", "dir": str(sub), "key": f"{sc}-{t.get('seed', sub.name)}-{scale:g}"})
+        for s in skipped:
+            print(f"--days: skipping {s}", file=sys.stderr)
+        if not cases:
+            raise SystemExit(f"--days: no case directory with {', '.join(DAY_FILES)} under {root}")
+        info = {"set": "days", "source": str(root), "first_seed": None, "seeds": None,
+                "scales": sorted({c["scale"] for c in cases}),
+                "scenarios": list(dict.fromkeys(c["scenario"] for c in cases))}
+        return cases, info
+
+    spec = SETS[a.set]
+    first = spec["first_seed"] if a.first_seed is None else a.first_seed
+    n = spec["seeds"] if a.seeds is None else a.seeds
+    if n < 1:
+        raise SystemExit("--seeds must be >= 1")
+    last = first + n - 1
+    if a.set == "tune" and last >= HOLDOUT_FIRST:
+        raise SystemExit(f"seeds {first}-{last}: seeds >= {HOLDOUT_FIRST} belong to the holdout set, "
+                         f"which must never be looked at while tuning (use --set holdout for the final measurement)")
+    if a.set == "holdout" and first < HOLDOUT_FIRST:
+        raise SystemExit(f"seeds {first}-{last}: the holdout set uses seeds >= {HOLDOUT_FIRST} only "
+                         f"(lower seeds are the tuning set's)")
+    scales = _parse_scales(a.scales) if a.scales else list(spec["scales"])
+    if want_sc:
+        unknown = [s for s in want_sc if s not in scenarios_all]
+        if unknown:
+            raise SystemExit(f"unknown scenario(s) {', '.join(unknown)} (choose from: {', '.join(scenarios_all)})")
+        scenarios = want_sc
+    else:
+        scenarios = list(scenarios_all)
+    cases = []
+    # biggest cases first: better packing on the pool, and the ETA errs on the long side
+    for scale in sorted(scales, reverse=True):
+        for sc in scenarios:
+            for seed in range(first, last + 1):
+                key = f"{sc}-{seed}-{_fmt_scale(scale)}"
+                if a.set == "tune":
+                    mode, d = "cache", str(a.cache / key)
+                elif a.keep:
+                    mode, d = "keep", str(OUT / "holdout" / key)
+                else:
+                    mode, d = "temp", None
+                cases.append({"scenario": sc, "seed": seed, "scale": scale, "mode": mode, "dir": d, "key": key})
+    info = {"set": a.set, "source": "simulator", "first_seed": first, "seeds": n, "scales": scales,
+            "scenarios": scenarios}
+    return cases, info
+
+
+# ---------------------------------------------------------------- run
+
+def _hms(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def run_all(cases: list[dict], opts: dict, jobs: int) -> list[dict]:
+    """Run the cases on a process pool, at most `jobs` at a time; a dead worker fails only its cases."""
+    results: list[dict] = []
+    failed = 0
+    took: dict[float, list[float]] = defaultdict(list)   # scale -> seconds of the cases done
+    t0 = time.perf_counter()
+    tty = sys.stderr.isatty()
+    pending = list(cases)
+    left = Counter(c["scale"] for c in cases)
+
+    def eta() -> float:
+        # per remaining case: the mean time of cases done at its scale, else a guess from the
+        # others (~ fixed cost + cost proportional to the scale), spread over the jobs
+        if not took:
+            return float("nan")
+        mean = {k: sum(v) / len(v) for k, v in took.items()}
+        per_unit = sum(mean[k] / (k + 1.5) for k in mean) / len(mean)
+        return sum(n * mean.get(k, per_unit * (k + 1.5)) for k, n in left.items()) / jobs
+
+    def progress(last: dict) -> None:
+        el = time.perf_counter() - t0
+        eta_s = eta()
+        msg = (f"[{len(results)}/{len(cases)}] {failed} failed, elapsed {_hms(el)}, "
+               f"ETA {_hms(eta_s) if math.isfinite(eta_s) else '?'}  "
+               f"(last: {last['scenario']}/{last['seed']}/{_fmt_scale(last['scale'])} "
+               f"{last['seconds'].get('total', 0):.0f} s)")
+        print(("\r" + msg + "   ") if tty else msg, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+    def record(c: dict, r: dict) -> None:
+        nonlocal failed
+        results.append(r)
+        failed += bool(r.get("error"))
+        left[c["scale"]] -= 1
+        if not r.get("error"):
+            took[c["scale"]].append(r["seconds"].get("total", 0.0))
+        progress(r)
+
+    def failure(c: dict, msg: str) -> dict:
+        r = _ident(c)
+        r.update(seconds={}, error=msg)
+        return r
+
+    ctx = mp.get_context("spawn")
+    tries: dict[int, int] = {}
+    died: list[dict] = []
+    while pending:
+        # a fresh process per case frees a big case's memory; a broken pool fails only the cases it
+        # was running and is replaced for the rest
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, max_tasks_per_child=1) as pool:
+            running: dict = {}
+            while pending or running:
+                while pending and len(running) < jobs:
+                    c = pending.pop(0)
+                    running[pool.submit(run_case, c, opts)] = c
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                broken = False
+                for f in done:
+                    c = running.pop(f)
+                    try:
+                        record(c, f.result())
+                    except BrokenProcessPool:
+                        broken = True
+                        died.append(c)
+                    except Exception as exc:             # noqa: BLE001
+                        record(c, failure(c, "".join(traceback.format_exception(exc))))
+                if broken:
+                    # every case the dead pool was running: retried once (the culprit is not known),
+                    # failed on a second death
+                    for c in died + list(running.values()):
+                        tries[id(c)] = tries.get(id(c), 0) + 1
+                        if tries[id(c)] > 1:
+                            record(c, failure(c, "worker process died twice (killed? out of memory?) while "
+                                                 "running this case"))
+                        else:
+                            pending.append(c)
+                    died.clear()
+                    running.clear()
+                    break
+    if tty:
+        print(file=sys.stderr)
+    return results
+
+
+# ---------------------------------------------------------------- report
+
+def _pr(tp: int, fp: int, fn: int) -> tuple[float | None, float | None]:
+    return (tp / (tp + fp) if tp + fp else None), (tp / (tp + fn) if tp + fn else None)
+
+
+def _f(x: float | None, nd: int = 3) -> str:
+    return "–" if x is None else f"{x:.{nd}f}"
+
+
+def aggregate(results: list[dict], families: list[str]) -> dict:
+    """Per scale: every table's counts."""
+    by_scale: dict[float, dict] = {}
+    for r in results:
+        s = by_scale.setdefault(r["scale"], {
+            "cases": 0, "failed": [], "detect_seconds": [],
+            "families": defaultdict(lambda: [0, 0, 0]),
+            "scenarios": defaultdict(lambda: defaultdict(lambda: [0, 0, 0])),
+            "clean_days": 0, "clean_devices": 0, "clean_days_with_devices": 0, "clean_rules": Counter(),
+            "low_alerts": 0, "low_devices": 0, "low_on_anomaly_hosts": 0, "low_on_clean_days": 0,
+            "rules": defaultdict(lambda: {"family": "", "tp": 0, "fp": 0, "low": 0}),
+            "kinds": defaultdict(lambda: [0, 0]), "fp_why": Counter(), "fp_list": [], "fn_list": [],
+        })
+        s["cases"] += 1
+        if r.get("error"):
+            s["failed"].append(r)
+            continue
+        s["detect_seconds"].append(r["seconds"].get("detect", 0.0))
+        for fam, v in r["families"].items():
+            c = (len(v["tp"]), len(v["fp"]), len(v["fn"]))
+            for i in range(3):
+                s["families"][fam][i] += c[i]
+                s["scenarios"][r["scenario"]][fam][i] += c[i]
+        s["scenarios"][r["scenario"]]                        # a row even with no counts
+        if r["clean_day"]:
+            s["clean_days"] += 1
+            s["clean_devices"] += len(r["medium_devices"])
+            s["clean_days_with_devices"] += bool(r["medium_devices"])
+            for x in r["fp"]:
+                s["clean_rules"].update(x["rules"])
+        s["low_alerts"] += len(r["low"])
+        s["low_devices"] += len({(x["family"], x["ip"]) for x in r["low"]})
+        s["low_on_anomaly_hosts"] += sum(x["anomaly_host"] for x in r["low"])
+        s["low_on_clean_days"] += len(r["low"]) if r["clean_day"] else 0
+        for x in r["low"]:
+            s["rules"][x["rule"]]["family"] = x["family"]
+            s["rules"][x["rule"]]["low"] += 1
+        for x in r["tp_rules"]:
+            for rid in x["rules"]:
+                s["rules"][rid]["family"] = x["family"]
+                s["rules"][rid]["tp"] += 1
+        for x in r["fp"]:
+            for rid in x["rules"]:
+                s["rules"][rid]["family"] = x["family"]
+                s["rules"][rid]["fp"] += 1
+            for why in x.get("causes") or [x["why"]]:
+                s["fp_why"][(x["family"], why)] += 1
+            s["fp_list"].append({**x, "scenario": r["scenario"], "seed": r["seed"], "scale": r["scale"]})
+        for x in r["kinds"]:
+            k = s["kinds"][(x["family"], x["kind"])]
+            k[0] += 1
+            k[1] += not x["found"]
+        for x in r["fn"]:
+            s["fn_list"].append({**x, "scenario": r["scenario"], "seed": r["seed"], "scale": r["scale"]})
+    for s in by_scale.values():
+        for fam in families:
+            s["families"][fam]
+    return by_scale
+
+
+def verdict(scale: float, s: dict, families: list[str]) -> tuple[bool, str]:
+    problems, notes, absent = [], [], []
+    for fam in families:
+        tp, fp, fn = s["families"][fam]
+        p, r = _pr(tp, fp, fn)
+        if p is not None and p < GOAL:
+            problems.append(f"{fam} P {p:.3f}")
+        if r is not None and r < GOAL:
+            problems.append(f"{fam} R {r:.3f}")
+        if tp + fn == 0:
+            absent.append(fam)
+    if absent:
+        notes.append(f"no anomaly of {', '.join(absent)} in this run")
+    if s["clean_devices"]:
+        problems.append(f"{s['clean_devices']} device(s) at medium+ on {s['clean_days_with_devices']} clean day(s)")
+    if not s["clean_days"]:
+        notes.append("no clean day in this run")
+    ok = not problems and not s["failed"]
+    word = "INCOMPLETE" if s["failed"] else "PASS" if ok else "FAIL"
+    scored = s["cases"] - len(s["failed"])
+    if not scored:
+        return False, f"scale {_fmt_scale(scale)}: INCOMPLETE — all {s['cases']} case(s) failed"
+    text = (f"scale {_fmt_scale(scale)}: {word} — "
+            + (f"{len(s['failed'])} of {s['cases']} case(s) failed; on the {scored} scored: " if s["failed"] else "")
+            + ("; ".join(problems) if problems else
+               f"every family P and R >= {GOAL} and no device at medium+ on {s['clean_days']} clean day(s)")
+            + (f" ({'; '.join(notes)})" if notes else ""))
+    return ok, text
+
+
+def report(results: list[dict], info: dict, families: list[str], a, wall: float) -> tuple[dict, list[str]]:
+    by_scale = aggregate(results, families)
+    P = print
+    if info["set"] == "holdout":
+        P(f"# Detection quality — HOLDOUT set (seeds {info['first_seed']}–{info['first_seed'] + info['seeds'] - 1})")
+        P()
+        P("**Holdout: the final measurement of rules fixed beforehand. Never run it or look at it while "
+          "tuning; a rule changed because of it spends the holdout.**")
+    elif info["set"] == "tune":
+        P(f"# Detection quality — tuning set (seeds {info['first_seed']}–{info['first_seed'] + info['seeds'] - 1})")
+    else:
+        P(f"# Detection quality — external days from {info['source']}")
+    P()
+    P(f"{len(info['scenarios'])} scenarios ({', '.join(info['scenarios'])}) x scales "
+      f"{', '.join(map(_fmt_scale, info['scales']))}; {len(results)} cases, "
+      f"{sum(bool(r.get('error')) for r in results)} failed; "
+      f"{'with' if not a.no_servers_baseline else 'without'} a clean servers day; "
+      f"a device counts at severity medium or more (event.severity >= {MEDIUM}); {_hms(wall)} wall time "
+      f"with {a.jobs} job(s)")
+
+    if a.verbose:
+        for scale in sorted(by_scale):
+            s = by_scale[scale]
+            fps = [x for x in s["fp_list"] if a.family in (None, x["family"])]
+            fns = [x for x in s["fn_list"] if a.family in (None, x["family"])]
+            if not (fps or fns):
+                continue
+            P()
+            P(f"## Scale {_fmt_scale(scale)}: every false positive / negative")
+            P()
+            for x in sorted(fps, key=lambda x: (x["scenario"], str(x["seed"]), x["family"], x["ip"])):
+                P(f"- FP {x['scenario']}/{x['seed']}/{_fmt_scale(x['scale'])} {x['family']}: {x['ip']} "
+                  f"({x['why']}) by {', '.join(x['rules'])}")
+            for x in sorted(fns, key=lambda x: (x["scenario"], str(x["seed"]), x["family"], x["ip"])):
+                st = f", strength {x['strength']:.2f}" if isinstance(x.get("strength"), (int, float)) else ""
+                lo = f"; low notice by {', '.join(x['low_rules'])}" if x.get("low_rules") else ""
+                P(f"- FN {x['scenario']}/{x['seed']}/{_fmt_scale(x['scale'])} {x['family']}/{x['kind']}: "
+                  f"{x['ip']}{st}{lo}")
+
+    verdicts = []
+    for scale in sorted(by_scale):
+        s = by_scale[scale]
+        ds = s["detect_seconds"]
+        P()
+        P(f"## Scale {_fmt_scale(scale)}")
+        P()
+        P(f"{s['cases']} cases ({len(s['failed'])} failed); detect {sum(ds) / max(len(ds), 1):.2f} s per day on average")
+        P()
+        P("| family | TP | FP | FN | precision | recall |")
+        P("|---|---:|---:|---:|---:|---:|")
+        for fam in families:
+            tp, fp, fn = s["families"][fam]
+            p, r = _pr(tp, fp, fn)
+            P(f"| {fam} | {tp} | {fp} | {fn} | {_f(p)} | {_f(r)} |")
+        P()
+        extra = (f"; by rule: {', '.join(f'`{k}` {v}' for k, v in s['clean_rules'].most_common())}"
+                 if s["clean_rules"] else "")
+        P(f"Devices at medium+ on clean days: {s['clean_devices']} over {s['clean_days']} days "
+          f"({s['clean_days_with_devices']} with any{extra})")
+        P()
+        P(f"Low notices (not scored): {s['low_alerts']} alerts on {s['low_devices']} device-families "
+          f"({s['low_on_anomaly_hosts']} on anomaly hosts of their family, {s['low_on_clean_days']} on clean days)")
+        if s["rules"]:
+            P()
+            P("| rule | family | TP devices | FP devices | low notices |")
+            P("|---|---|---:|---:|---:|")
+            for rid, v in sorted(s["rules"].items(), key=lambda kv: (-kv[1]["fp"], kv[0])):
+                P(f"| `{rid}` | {v['family']} | {v['tp']} | {v['fp']} | {v['low']} |")
+        if s["kinds"]:
+            P()
+            P("| anomaly kind | hosts | FN | recall |")
+            P("|---|---:|---:|---:|")
+            for (fam, kind), (n, fn) in sorted(s["kinds"].items(), key=lambda kv: (-kv[1][1], kv[0])):
+                P(f"| {fam}/{kind} | {n} | {fn} | {_f((n - fn) / n if n else None)} |")
+        if s["fp_why"]:
+            P()
+            P("| false positives: family | cause (benign kind, other family's anomaly) | devices |")
+            P("|---|---|---:|")
+            for (fam, why), n in sorted(s["fp_why"].items(), key=lambda kv: (-kv[1], kv[0])):
+                P(f"| {fam} | {why} | {n} |")
+            P()
+            P("(a device with several benign changes counts under each)")
+        P()
+        P("| scenario | " + " | ".join(f"{f} P/R" for f in families) + " |")
+        P("|---|" + "---|" * len(families))
+        for sc in info["scenarios"]:
+            if sc not in s["scenarios"]:
+                continue
+            cells = []
+            for fam in families:
+                tp, fp, fn = s["scenarios"][sc][fam]
+                if tp + fp + fn == 0:
+                    cells.append("–")
+                    continue
+                p, r = _pr(tp, fp, fn)
+                cell = f"{_f(p, 2)}/{_f(r, 2)}"
+                if fp or fn:
+                    cell += f" ({', '.join(x for x in (f'{fp} FP' if fp else '', f'{fn} FN' if fn else '') if x)})"
+                cells.append(cell)
+            P(f"| {sc} | " + " | ".join(cells) + " |")
+        if s["failed"]:
+            P()
+            P(f"Failed cases at scale {_fmt_scale(scale)}:")
+            for r in s["failed"]:
+                P()
+                P(f"- {r['scenario']}/{r['seed']}/{_fmt_scale(r['scale'])}"
+                  + (f" ({r['dir']})" if r.get("dir") else "") + ":")
+                P("```")
+                P(r["error"].rstrip())
+                P("```")
+        verdicts.append(verdict(scale, s, families)[1])
+    P()
+    P("## Verdict")
+    P()
+    for v in verdicts:
+        P(f"- {v}")
+
+    summary = {"by_scale": {}}
+    for scale, s in sorted(by_scale.items()):
+        fam = {}
+        for f in families:
+            tp, fp, fn = s["families"][f]
+            p, r = _pr(tp, fp, fn)
+            fam[f] = {"tp": tp, "fp": fp, "fn": fn, "precision": p, "recall": r}
+        summary["by_scale"][_fmt_scale(scale)] = {
+            "cases": s["cases"], "failed": len(s["failed"]),
+            "detect_seconds_mean": sum(s["detect_seconds"]) / max(len(s["detect_seconds"]), 1),
+            "families": fam,
+            "clean": {"days": s["clean_days"], "devices_medium_plus": s["clean_devices"],
+                      "days_with_devices": s["clean_days_with_devices"], "rules": dict(s["clean_rules"])},
+            "low_notices": {"alerts": s["low_alerts"], "device_families": s["low_devices"],
+                            "on_anomaly_hosts": s["low_on_anomaly_hosts"], "on_clean_days": s["low_on_clean_days"]},
+            "rules": {k: dict(v) for k, v in sorted(s["rules"].items())},
+            "kinds": {f"{fk[0]}/{fk[1]}": {"hosts": n, "fn": fn} for fk, (n, fn) in sorted(s["kinds"].items())},
+            "fp_causes": [{"family": f, "cause": w, "devices": n} for (f, w), n in s["fp_why"].most_common()],
+            "scenarios": {sc: {f: dict(zip(("tp", "fp", "fn"), v)) for f, v in d.items()}
+                          for sc, d in s["scenarios"].items()},
+            "verdict": verdict(scale, s, families)[1],
+            "pass": verdict(scale, s, families)[0],
+        }
+    return summary, verdicts
+
+
+def _git() -> dict:
+    def run(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=20).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    return {"commit": run("rev-parse", "HEAD"), "dirty": bool(run("status", "--porcelain", "--untracked-files=no"))}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, default=20)
-    ap.add_argument("--first-seed", type=int, default=1)
-    ap.add_argument("--scale", type=float, default=0.2)
-    ap.add_argument("--scenarios", default=None, help="comma-separated (default: every scenario)")
+    ap.add_argument("--set", choices=sorted(SETS), default="tune",
+                    help="tune (default; seeds 1-20, scale 0.2) or holdout (seeds 1001-1050, scales 0.2,1,3: "
+                         "never while tuning)")
+    ap.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the set's)")
+    ap.add_argument("--first-seed", type=int, default=None, help="first seed (default: the set's)")
+    ap.add_argument("--scales", default=None, help="comma-separated scales (default: tune 0.2, holdout 0.2,1,3)")
+    ap.add_argument("--scale", dest="scales", help=argparse.SUPPRESS)        # old spelling
+    ap.add_argument("--scenarios", default=None, help="comma-separated (default: every scenario of the simulator)")
+    ap.add_argument("--days", type=Path, default=None,
+                    help="score the case directories under DIR (another generator's days) instead of generating")
+    ap.add_argument("--jobs", "-j", type=int, default=2, help="cases run in parallel (default 2)")
     ap.add_argument("--family", default=None, help="with --verbose: list FP/FN of this family only")
     ap.add_argument("--no-servers-baseline", action="store_true",
                     help="profile without the clean servers day: external clients judged against their own population")
-    ap.add_argument("--cache", type=Path, default=ROOT / "bench" / "out" / "quality")
-    ap.add_argument("--fresh", action="store_true", help="regenerate days and profiles")
+    ap.add_argument("--cache", type=Path, default=OUT / "cache", help="tune set's cache of days and profiles")
+    ap.add_argument("--tmp", type=Path, default=None, help="where per-case temporary directories go (default: system temp)")
+    ap.add_argument("--fresh", action="store_true", help="regenerate the cached days and profiles of this run's cases")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep generated days (holdout: in bench/out/quality/holdout/; --days: the profiles "
+                         "and detect outputs, in --tmp)")
     ap.add_argument("--verbose", "-v", action="store_true", help="list every false positive / negative")
+    ap.add_argument("--dry-run", action="store_true", help="print the cases that would run and exit")
+    ap.add_argument("--json", type=Path, default=None, help="summary path (default bench/out/quality/<set>-<time>.json)")
     a = ap.parse_args()
+    if a.jobs < 1:
+        raise SystemExit("--jobs must be >= 1")
 
-    from flowsiem import simulate
+    from flowsiem import simulate                  # read at run time: scenarios and kinds change
 
-    scenarios = a.scenarios.split(",") if a.scenarios else list(simulate.SCENARIOS)
-    if a.fresh and a.cache.exists():
-        shutil.rmtree(a.cache)
-    a.cache.mkdir(parents=True, exist_ok=True)
-    totals = {f: [0, 0, 0] for f in FAMILIES}
-    per_scenario = defaultdict(lambda: {f: [0, 0, 0] for f in FAMILIES})
-    clean_alerts, clean_days, secs, cases = 0, 0, 0.0, 0
+    cases, info = plan_cases(a, simulate.SCENARIOS)
+    families = list(getattr(simulate, "FAMILY_KINDS", {}) or ("botnet", "exfiltration", "cnc", "external_abuse"))
+
+    if a.dry_run:
+        if info["set"] == "holdout":
+            print("HOLDOUT set: the final measurement only; never run or look at it while tuning.")
+        print(f"set {info['set']}: {len(cases)} cases = {len(info['scenarios'])} scenarios "
+              f"({', '.join(info['scenarios'])}) x "
+              + (f"{info['seeds']} seeds ({info['first_seed']}–{info['first_seed'] + info['seeds'] - 1}) x "
+                 if info["seeds"] else "")
+              + f"scales {', '.join(map(_fmt_scale, info['scales']))}; {a.jobs} job(s)")
+        where = {"cache": "cached in", "keep": "kept in", "temp": "temporary directory, deleted after scoring",
+                 "external": "read from"}
+        for c in cases:
+            loc = where[c["mode"]] + (f" {c['dir']}" if c["dir"] else "")
+            print(f"  {c['scenario']:<12} seed {c['seed']!s:<6} scale {_fmt_scale(c['scale']):<5} {loc}")
+        return
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    OUT.mkdir(parents=True, exist_ok=True)
+    tmp_root = Path(tempfile.mkdtemp(prefix=f"flowsiem-quality-{info['set']}-",
+                                     dir=str(a.tmp) if a.tmp else None))
+    opts = {"servers_baseline": not a.no_servers_baseline, "fresh": a.fresh, "tmp_root": str(tmp_root),
+            "keep_scratch": bool(a.keep and info["set"] == "days"), "stamps": _stamps(), "families": families}
+    if info["set"] == "holdout":
+        print("HOLDOUT set: the final measurement only; never run or look at it while tuning.", file=sys.stderr)
+    print(f"{len(cases)} cases, {a.jobs} job(s); scratch in {tmp_root}", file=sys.stderr)
     t0 = time.perf_counter()
-    for sc in scenarios:
-        for seed in range(a.first_seed, a.first_seed + a.seeds):
-            res, n_alerts, s = _case(sc, seed, a.scale, a.cache, not a.no_servers_baseline, a.verbose, a.family)
-            for fam, (tp, fp, fn) in res.items():
-                for i, v in enumerate((tp, fp, fn)):
-                    totals[fam][i] += v
-                    per_scenario[sc][fam][i] += v
-            if sc == "clean":
-                clean_alerts += n_alerts
-                clean_days += 1
-            secs += s
-            cases += 1
-            print(f"\r{cases} cases, {time.perf_counter() - t0:.0f} s", end="", file=sys.stderr, flush=True)
-    print(file=sys.stderr)
+    try:
+        results = run_all(cases, opts, a.jobs)
+    finally:
+        if not opts["keep_scratch"]:
+            shutil.rmtree(tmp_root, ignore_errors=True)
+    wall = time.perf_counter() - t0
 
-    def pr(tp, fp, fn):
-        p = tp / (tp + fp) if tp + fp else 1.0
-        r = tp / (tp + fn) if tp + fn else 1.0
-        return p, r
-
-    print(f"Detection quality: {len(scenarios)} scenarios x {a.seeds} seeds at scale {a.scale} "
-          f"({'with' if not a.no_servers_baseline else 'without'} a clean servers day); "
-          f"detect {secs / max(cases, 1):.2f} s per day on average")
+    for r in results:                                # a family new to the simulator's list
+        for f in r.get("families", {}):
+            if f not in families:
+                families.append(f)
+    summary, verdicts = report(results, info, families, a, wall)
+    for r in results:
+        r["benign"] = dict(r.get("benign") or {})
+    doc = {
+        "set": info["set"], "source": info["source"], "started": stamp, "wall_seconds": round(wall, 1),
+        "argv": sys.argv[1:], "jobs": a.jobs, "first_seed": info["first_seed"], "seeds": info["seeds"],
+        "scales": info["scales"], "scenarios": info["scenarios"], "families": families,
+        "servers_baseline": not a.no_servers_baseline, "severity_threshold": MEDIUM, "goal": GOAL,
+        "git": _git(), "failed": sum(bool(r.get("error")) for r in results),
+        **summary,
+        "cases": sorted(results, key=lambda r: (r["scale"], r["scenario"], str(r["seed"]))),
+    }
+    path = a.json or OUT / f"{info['set']}-{stamp}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1, default=str))
     print()
-    print("| family | TP | FP | FN | precision | recall |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for fam in FAMILIES:
-        tp, fp, fn = totals[fam]
-        p, r = pr(tp, fp, fn)
-        print(f"| {fam} | {tp} | {fp} | {fn} | {p:.3f} | {r:.3f} |")
-    print()
-    print(f"Alerts on clean test days: {clean_alerts} over {clean_days} days")
-    print()
-    print("| scenario | " + " | ".join(f"{f} P/R" for f in FAMILIES) + " |")
-    print("|---|" + "---|" * len(FAMILIES))
-    for sc in scenarios:
-        cells = []
-        for fam in FAMILIES:
-            tp, fp, fn = per_scenario[sc][fam]
-            if tp + fp + fn == 0:
-                cells.append("–")
-            else:
-                p, r = pr(tp, fp, fn)
-                cells.append(f"{p:.2f}/{r:.2f}")
-        print(f"| {sc} | " + " | ".join(cells) + " |")
+    print(f"Summary: {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 
 
 if __name__ == "__main__":
