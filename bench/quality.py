@@ -20,7 +20,7 @@ Two seed sets
 What is counted
 ---------------
 Severity means evidence. A device is flagged for a family only by an alert of that family with
-severity medium or more (rule.severity_number >= 47, ECS event.severity >= 47). Low alerts are
+severity medium or more (alert.severity_number >= 47, ECS event.severity >= 47). Low alerts are
 notices: they count for neither precision nor recall and are reported separately.
 Truth is truth.json: each anomaly's hosts are the positives of its family (a device counts once
 per family). Every other device flagged at medium+ in a family is a false positive of that family,
@@ -147,7 +147,7 @@ def _score(truth: dict, alerts: list, families: list[str]) -> dict:
     low = []
     for a in alerts:
         fam, ip = a.rule.family, a.source_ip
-        if a.rule.severity_number >= MEDIUM:
+        if a.severity_number >= MEDIUM:  # the alert's own severity (a rule may emit low notices)
             got[fam].add(ip)
             rules_by[(fam, ip)].add(a.rule.id)
         else:

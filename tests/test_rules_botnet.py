@@ -268,3 +268,25 @@ def test_established_peer_service_is_drift(office, detect_day):
     res = detect_day(base, test, disable=OTHERS)
     flagged = {a.source_ip for a in _botnet(res)}
     assert flagged == {h[5], h[6]}
+
+
+def test_shared_timer_to_a_vendor_the_network_uses_is_a_notice(office, detect_day):
+    """An agent rolled out today to several machines polls a new address of an organisation every
+    host already uses (GOOGLE here): the same shape as a shared beacon, so only a low notice that
+    says why. The same timer to a network nobody uses stays a high alert."""
+    rng = np.random.default_rng(21)
+    h = hosts()
+    base, test = office(seed=1), office(seed=2)
+    agent = [_beacon(rng, src, "142.250.180.77", period_s=900) for src in (h[3], h[7], h[11], h[19])]
+    c2 = [_beacon(rng, src, C2, period_s=900) for src in (h[4], h[5])]
+    test = pd.concat([test, *agent, *c2], ignore_index=True).sort_values("timestamp", kind="stable")
+    res = detect_day(base, test, disable=OTHERS)
+    beacon = _by_rule(res, "botnet.common_beacon")
+    assert {h[3], h[7], h[11], h[19], h[4], h[5]} == set(beacon)
+    for src in (h[3], h[7], h[11], h[19]):
+        a = beacon[src]
+        assert a.severity_name == "low" and not a.actionable and "GOOGLE" in a.message and "deployed" in a.message
+        share = next(e for e in a.evidence if e.metric.startswith("share of the internal hosts that used"))
+        assert share.observed >= share.threshold == 0.1
+    assert beacon[h[4]].severity_name == "high" and beacon[h[4]].actionable
+    assert {a.source_ip for a in res.alerts if a.actionable} == {h[4], h[5]}

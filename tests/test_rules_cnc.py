@@ -314,3 +314,21 @@ def test_poisson_dispersion_p():
     # few gaps prove little, however regular they look
     assert poisson_dispersion_p(0.2, 4) > 0.01
     assert poisson_dispersion_p(None, 10) == 1.0 and poisson_dispersion_p(math.nan, 10) == 1.0
+
+
+def test_lookups_followed_by_connections_are_not_dns_alone(detect_day):
+    """An agent installed today keeps polling its web service after hours: each poll looks the
+    name up and connects. DNS is half of the host's traffic then, on a timer, at hours it used to
+    be silent -- but not alone, so no cnc.dns_silent_hours (C&C over DNS needs no connection)."""
+    host = f"{NET}.25"
+    polls = _periodic(1200, 19, 24, seed=31)
+    agent = pd.concat([_dns(polls, host, DNS_SERVER, up=80, down=200),
+                       rows(polls + 30, host, "20.190.151.7", up=900, down=3000)])
+    test = pd.concat([make_office_day(seed=2), agent], ignore_index=True).sort_values("timestamp", kind="stable")
+    res = detect_day(baseline(), test, disable=_others())
+    assert host not in {a.source_ip for a in res.alerts if a.rule.id == "cnc.dns_silent_hours"}
+    # the same polls without the connections are DNS alone: flagged
+    alone = pd.concat([make_office_day(seed=2), _dns(polls, host, DNS_SERVER, up=80, down=200)],
+                      ignore_index=True).sort_values("timestamp", kind="stable")
+    res = detect_day(baseline(), alone, disable=_others())
+    assert host in {a.source_ip for a in res.alerts if a.rule.id == "cnc.dns_silent_hours"}

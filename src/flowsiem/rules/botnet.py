@@ -35,7 +35,7 @@ from ..fmt import fmt_duration, fmt_list, fmt_service
 from ..network import INTERNAL_EXTERNAL, INTERNAL_INTERNAL
 from . import rule
 from .beacon import beacon_score, beacon_stats
-from .common import DNS_PORT, engine_table, mean, past, past_linear, row_mask, where
+from .common import DNS_PORT, engine_table, familiar_origins, mean, org_of, past, past_linear, row_mask, where
 
 BEACON_KEYS = ("min_hosts", "max_prevalence", "min_connections", "min_active_hours", "min_score",
                "min_gap_regularity", "min_group_regularity", "min_gap_iqr_seconds", "min_size_iqr_bytes")
@@ -151,6 +151,12 @@ def active_hosts(ctx) -> int:
         t = e.filter(e.traffic_class.isin([INTERNAL_INTERNAL, INTERNAL_EXTERNAL]))
         return max(len(_unicast(ctx, t.select("src_ip").distinct().to_pandas().src_ip)), 1)
     return ctx.cached(("botnet.active_hosts",), build)
+
+
+def org_familiarity(ctx, dst) -> tuple[str | None, float]:
+    """(AS organisation of `dst`, share of the internal hosts that used it on the baseline day)."""
+    org = org_of(ctx, dst)
+    return org, (familiar_origins(ctx).get("as_org", {}).get(org, 0.0) if org else 0.0)
 
 
 # --- rhythms -----------------------------------------------------------------------------------------
@@ -332,6 +338,8 @@ def common_beacon(ctx, spec) -> list[Alert]:
 
 
 def _explain_beacon(ctx, spec, dst, members, g, r) -> Alert:
+    org, share = org_familiarity(ctx, dst)
+    familiar = share >= spec.num("familiar_host_share")
     n_rhythmic = int(g.rhythmic.sum())
     group_reg = float(g.gap_regularity.median())
     others = [m for m in members if m != r.src_ip]
@@ -342,8 +350,12 @@ def _explain_beacon(ctx, spec, dst, members, g, r) -> Alert:
                f"{int(r.active_hours)} h, beacon score {r.score:.2f}), like {len(others)} other internal "
                f"host(s) ({fmt_list(others)}; {n_rhythmic} of the {len(members)} on a regular rhythm, "
                f"median gap ~{fmt_duration(g.gap_med.median())}); baseline day: 0 flows to it from any host, "
-               f"today {int(r.dst_hosts)} of {active_hosts(ctx)} active hosts use it")
+               f"today {int(r.dst_hosts)} of {active_hosts(ctx)} active hosts use it"
+               + (f"; {org} is an organisation {share:.0%} of the hosts use daily: new software deployed on several "
+                  f"machines (an agent, an updater) polls like this" if familiar else ""))
     evidence = [
+        Evidence("share of the internal hosts that used the destination's organisation on the baseline day",
+                 "share", observed=round(share, 4), threshold=spec.num("familiar_host_share")),
         Evidence("connections to the destination", "flows", observed=int(r.n), baseline=0,
                  threshold=spec.t("min_connections")),
         Evidence("internal hosts beaconing to the destination on a regular rhythm", "hosts",
@@ -366,14 +378,15 @@ def _explain_beacon(ctx, spec, dst, members, g, r) -> Alert:
                  past_linear(r.gap_regularity, spec.t("min_gap_regularity"), 1 - spec.t("min_gap_regularity")))
     return Alert(
         rule=spec, source_ip=r.src_ip, message=message, evidence=evidence, score=score,
-        destination_ip=dst, timestamp=r.first_ts, related=others,
+        severity="low" if familiar else None, destination_ip=dst, timestamp=r.first_ts, related=others,
         example_port=_port(r.port) if _port(r.port) >= 0 else None,
         details={"beacon": {k: round(float(getattr(r, k)), 3)
                             for k in ("score", "timing", "size", "histogram", "duration", "gap_regularity")},
                  "rhythmic": bool(r.rhythmic), "gap_median_seconds": round(float(r.gap_med), 1),
                  "bytes_up_median": round(float(r.size_med), 1),
                  "span_seconds": round((r.last_ts - r.first_ts).total_seconds(), 1),
-                 "hosts_using_destination_today": int(r.dst_hosts)},
+                 "hosts_using_destination_today": int(r.dst_hosts), "organisation": org,
+                 "organisation_host_share": round(share, 4)},
     )
 
 
@@ -456,6 +469,13 @@ def _explain_member(ctx, spec, host, group, bs) -> Alert | None:
                     f"(every ~{fmt_duration(polled.gap_med.median())}): the group's relay")
     if not cues:
         return None
+    # a member whose only cue is a shared beacon to a new address of an organisation most of the
+    # network uses (a deployment looks like this) is a notice
+    familiar = (not len(hl) and not len(hh) and not len(polled)
+                and all(org_familiarity(ctx, d)[1] >= spec.num("familiar_host_share") for d in set(hb.dst_ip)))
+    if familiar:
+        cues.append("the destination's organisation is one most hosts use daily: software deployed on several "
+                    "machines polls like this")
     base = []
     svcs = sorted({fmt_service(p, q) for p, q in zip(ml.proto, ml.port)})
     if svcs:
@@ -497,7 +517,7 @@ def _explain_member(ctx, spec, host, group, bs) -> Alert | None:
     ts = [t for t in (x.first_ts.min() for x in (hl, hb, hh, polled) if len(x)) if t is not None and t == t]
     return Alert(
         rule=spec, source_ip=host, message=message, evidence=evidence, score=min(1.0, score),
-        destination_ip=dst, timestamp=min(ts) if ts else None,
+        severity="low" if familiar else None, destination_ip=dst, timestamp=min(ts) if ts else None,
         related=others + sorted(set(hubs) - set(members)),
         example_port=port if port >= 0 else None,
         details={"group": members, "peer_services": sorted(set(svcs) | {fmt_service(p, q) for p, q in

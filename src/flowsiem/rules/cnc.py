@@ -274,8 +274,10 @@ def dns_silent_hours(ctx, spec) -> list[Alert]:
         c["combined"] = fisher(c["p_value"], c["rhythm"]["rhythm_p"])
         tunnel, c["q_ratio"], c["v_ratio"] = tunnel_like(b, c["host"], c["dns_up"] / max(c["dns"], 1),
                                                          _host_up_today(ctx).get(c["host"], 0.0), spec)
-        if c["span_min"] < spec.num("min_span_minutes") or tunnel or c["combined"] > spec.num("alpha"):
-            continue  # one burst of lookups, DNS tunnelling (exfiltration's), or chance and irregular
+        if (c["span_min"] < spec.num("min_span_minutes") or tunnel or c["combined"] > spec.num("alpha")
+                or c["dns"] < spec.num("alone_share") * c["flows"]):
+            continue  # one burst of lookups, DNS tunnelling (exfiltration's), chance and irregular, or
+            #          lookups followed by the connections they were for (software polling a web service)
         alerts.append(_explain_silent(ctx, spec, b, usual, c))
     return alerts
 
@@ -365,7 +367,7 @@ def _explain_silent(ctx, spec, b, usual, c) -> Alert:
                  threshold=spec.num("min_flows")),
         Evidence("DNS share of its traffic in those hours", "share", observed=round(c["dns"] / c["flows"], 3),
                  baseline=round(c["share"], 3) if c["known"] else None,
-                 reference=None if c["known"] else round(c["share"], 3)),
+                 reference=None if c["known"] else round(c["share"], 3), threshold=spec.num("alone_share")),
         Evidence("chance of that many DNS flows among them at its usual DNS share", "probability",
                  observed=float(f"{c['p_value']:.3g}"), threshold=spec.num("candidate_p")),
         Evidence("chance of so regular gaps under random lookups", "probability",

@@ -103,20 +103,25 @@ def _upload_units(ctx, spec, ref) -> list[dict]:
     total = dict(zip(cand.src_ip, cand.total))
     units = []
     for (src, dst), g in df.groupby(["src_ip", "dst_ip"]):
-        units.append(_unit(src, dst, "address", g, total[src], ref["host_dsts"].get((src, dst), 0.0),
-                           ref["sources"].get(dst, 0), ref["pair_q"], org=g.org.iloc[0], users=users_today.get(dst, 1)))
+        base_up = ref["host_dsts"].get((src, dst), 0.0)
+        units.append(_unit(src, dst, "address", g, total[src], base_up, base_up, ref["sources"].get(dst, 0),
+                           ref["pair_q"], org=g.org.iloc[0], users=users_today.get(dst, 1)))
     if spec.t("by_organisation"):
         for (src, org), g in df.dropna(subset=["org"]).groupby(["src_ip", "org"]):
             if g.dst_ip.nunique() > 1:  # a single address is already judged at address level
                 top = g.groupby("dst_ip").up.sum().idxmax()  # the address an analyst looks at first
+                addr_base = sum(ref["host_dsts"].get((src, d), 0.0) for d in g.dst_ip.unique())
                 units.append(_unit(src, top, "organisation", g, total[src], ref["host_orgs"].get((src, org), 0.0),
-                                   ref["org_sources"].get(org, 0), ref["org_pair_q"], org=org,
+                                   addr_base, ref["org_sources"].get(org, 0), ref["org_pair_q"], org=org,
                                    users=int(users_today.reindex(g.dst_ip.unique()).max())))
     return units
 
 
-def _unit(src, dst, level, g, total, base_up, sources, pair_q, org, users) -> dict:
+def _unit(src, dst, level, g, total, base_up, addr_base_up, sources, pair_q, org, users) -> dict:
+    """One candidate: base_up is the host's baseline upload to the unit (address or organisation),
+    addr_base_up to the unit's addresses of today (its own upload channel if > 0)."""
     return {"src_ip": src, "dst_ip": dst, "level": level, "org": org, "up": float(g.up.sum()),
+            "addr_base_up": float(addr_base_up),
             "silent_up": float(g.silent_up.sum()), "flows": int(g.flows.sum()), "hours": int(g.hour.nunique()),
             "first_ts": g.first_ts.min(), "total": float(total), "base_up": float(base_up), "sources": int(sources),
             "pair_q": float(pair_q), "users_today": int(users), "addresses": int(g.dst_ip.nunique())}
@@ -134,17 +139,22 @@ def _judge_upload(ctx, spec, ref, u) -> dict | None:
     if excess <= 0 or excess < own_thr or u["up"] < peer_thr:
         return None
     org = u["org"]
-    if known:  # where: an organisation (else an address) the host never sent anything to
-        new_for_host = ((u["src_ip"], org) not in ref["host_orgs"]) if org else u["base_up"] <= 0
+    if known:  # where: an organisation the host never sent anything to; else an address it never used
+        new_org = ((u["src_ip"], org) not in ref["host_orgs"]) if org else u["addr_base_up"] <= 0
+        new_addr = u["addr_base_up"] <= 0
     else:      # a host new today has no history: an organisation the network does not use
-        share = familiar_origins(ctx).get("as_org", {}).get(org, 0.0) if org else 0.0
-        new_for_host = share < spec.num("familiar_host_share")
+        new_org = (familiar_origins(ctx).get("as_org", {}).get(org, 0.0) if org else 0.0) < spec.num("familiar_host_share")
+        new_addr = False
     extreme = u["up"] >= ref["extreme"]
     off_hours = known and u["silent_up"] >= spec.num("silent_share") * u["up"]
-    severity = None if (new_for_host or extreme) else "medium" if off_hours else "low"
-    score = mean(past(excess, own_thr), past(u["up"], peer_thr), float(new_for_host), past(u["up"], ref["extreme"]))
+    # High: an organisation new for the host, or an extreme volume. Medium: a new address of an
+    # organisation it uses (big providers rotate addresses: weaker), or mostly at hours it is silent.
+    # Low: its own upload channel (an address it already sent data to), in its working hours.
+    severity = None if (new_org or extreme) else "medium" if (new_addr or off_hours) else "low"
+    score = mean(past(excess, own_thr), past(u["up"], peer_thr), float(new_org), past(u["up"], ref["extreme"]))
     return {**u, "known": known, "base_total": base_total, "excess": excess, "own_thr": own_thr,
-            "peer_thr": peer_thr, "new_for_host": new_for_host, "extreme": extreme, "off_hours": off_hours,
+            "peer_thr": peer_thr, "new_for_host": new_org, "new_address": new_addr, "extreme": extreme,
+            "off_hours": off_hours,
             "severity": severity, "score": score,
             "rank": ({None: 2, "medium": 1, "low": 0}[severity], score)}
 
@@ -159,9 +169,12 @@ def _explain_upload(ctx, spec, ref, v) -> Alert:
     if v["new_for_host"]:
         why.append(f"{'an organisation' if v['org'] else 'a destination'} the host never sent anything to"
                    if v["known"] else "an organisation the network does not use (a host new today)")
+    elif v["new_address"]:
+        why.append(f"a new address of {v['org']}, an organisation the host uses "
+                   f"({fmt_bytes(ref['host_orgs'].get((v['src_ip'], v['org']), 0))} on its baseline day)")
     else:
-        why.append(f"a service the host already used ({fmt_bytes(ref['host_orgs'].get((v['src_ip'], v['org']), v['base_up']))} "
-                   f"on its baseline day)")
+        why.append(f"the host's own upload channel ({fmt_bytes(v['addr_base_up'])} to it on its baseline day)"
+                   if v["known"] else f"{v['org']}, an organisation the network uses")
     why.append("new for the network" if new_net else f"rare: {v['sources']} host(s) on the baseline day" if rare
                else f"used by {v['sources']} hosts on the baseline day")
     if v["off_hours"]:
@@ -185,6 +198,8 @@ def _explain_upload(ctx, spec, ref, v) -> Alert:
                  reference=ref["peer_median"] if v["known"] else ref["peer_day_q"], threshold=v["own_thr"]),
         Evidence("destination's organisation new for the host", "flag", observed=bool(v["new_for_host"]),
                  baseline=None if not v["known"] else not v["new_for_host"]),
+        Evidence("upload to these addresses on the baseline day (the host's own channel if > 0)", "bytes",
+                 observed=int(v["up"]), baseline=int(v["addr_base_up"]) if v["known"] else None),
         Evidence("upload at hours the host is silent", "bytes", observed=int(v["silent_up"]),
                  threshold=round(spec.num("silent_share") * v["up"])),
         Evidence("upload vs what nearly any host uploads in a whole day", "bytes", observed=int(v["up"]),
@@ -200,6 +215,7 @@ def _explain_upload(ctx, spec, ref, v) -> Alert:
         destination_ip=dst, timestamp=timestamp(v["first_ts"]),
         details={"destination_level": v["level"], "destination": v["org"] if org_unit else dst, "as_org": geo.get("as_org"),
                  "country": geo.get("country"), "new_for_host": bool(v["new_for_host"]),
+                 "new_address_for_host": bool(v["new_address"]),
                  "new_for_network": bool(new_net), "rare_for_network": bool(rare), "off_hours": bool(v["off_hours"]),
                  "extreme": bool(v["extreme"]), "baseline_sources": v["sources"], "host_in_baseline": v["known"],
                  "flows": v["flows"]},
