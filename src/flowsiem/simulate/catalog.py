@@ -96,6 +96,40 @@ PUBLIC_RESOLVERS: tuple[str, ...] = (
     "114.114.114.114",
 )
 
+# Vendors whose agents (updaters, telemetry, endpoint protection) poll a cloud service on a timer:
+# names (first word) of DEST_ORGS entries.
+UPDATE_VENDORS: tuple[str, ...] = ("MICROSOFT", "GOOGLE", "AMAZON-02", "CLOUDFLARENET", "Akamai", "APPLE",
+                                   "FASTLY", "GITHUB")
+
+# Public NTP services' published addresses (time.google.com, time.cloudflare.com, time.windows.com,
+# NIST time-a-g) ...
+NTP_SERVERS: tuple[str, ...] = ("216.239.35.4", "216.239.35.8", "216.239.35.12", "162.159.200.1",
+                                "162.159.200.123", "20.101.57.9", "129.6.15.28")
+# ... and blocks where pool.ntp.org volunteers often live (hosting providers, a Portuguese university).
+NTP_POOL_CIDRS: tuple[str, ...] = (
+    "95.216.0.0/17",     # FI Hetzner
+    "5.9.0.0/16",        # DE Hetzner
+    "51.38.0.0/16",      # FR OVH SAS
+    "213.251.128.0/18",  # FR OVH SAS
+    "193.137.0.0/16",    # PT FCCN
+)
+
+# File sync / backup services (org, address blocks): OneDrive, Google Drive, Dropbox, iCloud.
+SYNC_SERVICES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("OneDrive", "MICROSOFT", ("13.107.136.0/24", "40.97.0.0/16", "52.98.0.0/16")),
+    ("Google Drive", "GOOGLE", ("142.250.0.0/16", "172.217.0.0/16")),
+    ("Dropbox", "DROPBOX", ("162.125.0.0/20", "162.125.64.0/20")),
+    ("iCloud", "APPLE", ("17.248.128.0/18",)),
+)
+
+# Uptime-monitoring services probing public web servers (UptimeRobot's Limestone Networks blocks,
+# a probe network at ANEXIA, checks run from AWS eu-central-1).
+MONITOR_CIDRS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("UptimeRobot", ("216.144.248.0/21", "69.162.124.0/24", "63.143.42.0/24")),
+    ("probe network (ANEXIA)", ("178.255.152.0/24",)),
+    ("synthetic checks (AWS eu-central-1)", ("54.93.0.0/16", "18.184.0.0/16", "3.68.0.0/14")),
+)
+
 # Clients of the public servers: Portuguese ISPs (residential) ...
 PT_CLIENT_CIDRS: tuple[tuple[str, float], ...] = (
     ("85.240.0.0/13", 3.0),   # MEO
@@ -173,6 +207,11 @@ PUBLIC_LAN_CIDR = "193.136.0.0/16"
 # --- helpers ------------------------------------------------------------------------------------
 
 
+def org_is(name: str, names) -> bool:
+    """An org named exactly one of `names`, or one of its regions ("AMAZON-02 (CloudFront)")."""
+    return any(name == n or name.startswith(n + " (") for n in names)
+
+
 def net_bounds(cidr: str) -> tuple[int, int]:
     net = ipaddress.ip_network(cidr)
     return int(net.network_address), int(net.num_addresses)
@@ -219,6 +258,8 @@ def catalogue_nets() -> list[tuple[int, int]]:
         cidrs += list(org.head_cidrs) + list(org.tail_cidrs)
     cidrs += list(ATTACKER_CIDRS) + list(CRAWLER_CIDRS) + list(UNUSUAL_CLIENT_CIDRS)
     cidrs += [c for c, _ in PT_CLIENT_CIDRS] + [c for c, _ in FOREIGN_CLIENT_CIDRS]
-    cidrs += list(PUBLIC_SERVER_CIDRS) + [PUBLIC_LAN_CIDR]
+    cidrs += list(PUBLIC_SERVER_CIDRS) + [PUBLIC_LAN_CIDR] + list(NTP_POOL_CIDRS)
+    cidrs += [c for _, _, cs in SYNC_SERVICES for c in cs] + [c for _, cs in MONITOR_CIDRS for c in cs]
+    cidrs += [ip + "/32" for ip in NTP_SERVERS]
     cidrs += [r + "/24" for r in (".".join(p.split(".")[:3]) + ".0" for p in PUBLIC_RESOLVERS)]
     return [net_bounds(c) for c in cidrs]

@@ -12,9 +12,20 @@ from pathlib import Path
 import numpy as np
 
 from . import catalog as cat
+from . import routines
 from .inject import ClientMods, HostMods, Plan, make_plan
-from .model import (N_BINS, SRV, Batch, Population, World, build_clients, build_world,
-                    client_presence, day_shape)
+from .model import (
+    N_BINS,
+    SRV,
+    Batch,
+    Population,
+    World,
+    build_clients,
+    build_world,
+    client_presence,
+    day_shape,
+    wrap_shape,
+)
 from .scenarios import SCENARIOS
 
 ROW_GROUP_ROWS = 1 << 20
@@ -110,6 +121,7 @@ def host_population(w: World, day: int, scale: float, mods: HostMods | None) -> 
 
     f_int, f_dns = w.f_int.copy(), w.f_dns.copy()
     pref_dns, pref_https = w.pref_dns.copy(), w.pref_https.copy()
+    alt_col, alt_share = w.alt_col.copy(), w.alt_share.copy()
     mu_up, mu_dn = w.mu_up.copy(), w.mu_dn.copy()
     act = w.act.copy()
     src = w.host_codes.copy()
@@ -128,10 +140,16 @@ def host_population(w: World, day: int, scale: float, mods: HostMods | None) -> 
             tot = ext_w[h].sum()
             ext_w[h] *= 1 - share
             ext_w[h, idx] += share * tot / len(idx)
+        for h, (col, share) in mods.alt_dns.items():
+            alt_col[h], alt_share[h] = col, share
         new_hosts = mods.new_hosts
     mult[absent] = 0.0
     absent_ips = [w.host_ip(i) for i in np.flatnonzero(absent)]
     shape = day_shape(start, end, w.width, w.lunch_c, w.lunch_depth, w.floor, w.deep_end, w.deep_factor)
+    if mods is not None and mods.shift:
+        hs = sorted(mods.shift)
+        shape[hs] = wrap_shape([mods.shift[h][0] for h in hs], [mods.shift[h][1] for h in hs],
+                               w.width[hs], 0.002)
     if new_hosts:
         nn = len(new_hosts)
         act = np.r_[act, [h.act for h in new_hosts]]
@@ -150,13 +168,20 @@ def host_population(w: World, day: int, scale: float, mods: HostMods | None) -> 
         mu_dn = np.r_[mu_dn, np.tile(net_dn, (nn, 1))]
         sh = day_shape([h.start for h in new_hosts], [h.end for h in new_hosts], np.full(nn, 0.5),
                        np.full(nn, 13.0), np.full(nn, 0.4), np.zeros(nn), w.deep_end, w.deep_factor)
+        for i, h in enumerate(new_hosts):
+            if h.shape is not None:
+                sh[i] = h.shape / h.shape.sum()
         shape = np.r_[shape, sh]
         src = np.r_[src, w.book.codes([cat.ip_str(h.ip_int) for h in new_hosts])]
+        alt_col = np.r_[alt_col, np.full(nn, -1)]
+        alt_share = np.r_[alt_share, np.zeros(nn)]
     lam = (w.day_flows * scale * act * mult)[:, None] * shape
-    weights = w.host_weights(f_int, f_dns, pref_dns, pref_https, ext_w)
+    weights = w.host_weights(f_int, f_dns, pref_dns, pref_https, ext_w, alt_col, alt_share)
     dst, svc, cls = w.host_targets()
     pop = Population(src, lam, weights, dst, svc, cls, mu_up, mu_dn, w.bm)
     pop.absent_ips = absent_ips
+    pop.absent = absent
+    pop.day_shape = shape
     return pop
 
 
@@ -191,12 +216,37 @@ def client_population(w: World, day: int, scale: float, mods: ClientMods | None)
 
 def _truth(w: World, scenario: str, seed: int, scale: float, plan: Plan, rows: dict, stats: dict,
            seconds: float, absent: list[str]) -> dict:
+    def st(key, days=("test.parquet", "servers.parquet")):
+        out = [0, 0, 0]
+        for f in days:
+            for i, v in enumerate(stats.get((f, key), (0, 0, 0))):
+                out[i] += v
+        return {"flows": int(out[0]), "up_bytes": int(out[1]), "down_bytes": int(out[2])}
+
     anomalies = []
     for i, a in enumerate(plan.anomalies):
         a = dict(a)
-        st = stats.get(i, [0, 0, 0])
-        a["details"] = {**a["details"], "flows": int(st[0]), "up_bytes": int(st[1]), "down_bytes": int(st[2])}
+        a["details"] = {**a["details"], **st(("a", i))}
         anomalies.append(a)
+    # benign: the world's routines (both days; a host that is an anomaly today or stays home is not
+    # listed), then the test day's changes
+    flagged = {h for a in plan.anomalies for h in a["hosts"]}
+    streamed = {key for _, key in stats}
+    away = set(absent)
+    benign = []
+    changed = {h for b in plan.benign for h in b["hosts"]}  # clients whose behaviour the plan changed
+    for i, b in enumerate(w.routines.entries):
+        skip = flagged | away | (changed if not w.routines.entry_hosts[i] else set())
+        hosts = [h for h in b["hosts"] if h not in skip]
+        if b["hosts"] and not hosts:
+            continue
+        details = dict(b["details"])
+        if ("w", i) in streamed:  # flows of the entry's own streams (not of a population's draws)
+            details.update(st(("w", i)))
+            details["flows_clean_day"] = st(("w", i), ("data.parquet", "servers_data.parquet"))["flows"]
+        benign.append({"kind": b["kind"], "hosts": hosts, "details": details})
+    for i, b in enumerate(plan.benign):
+        benign.append({**b, "details": {**b["details"], **(st(("b", i)) if ("b", i) in streamed else {})}})
 
     def services(sv):
         return [{"proto": p, "port": int(q)} for p, q in sv["services"]]
@@ -220,20 +270,24 @@ def _truth(w: World, scenario: str, seed: int, scale: float, plan: Plan, rows: d
         "internal_hosts": [w.host_ip(i) for i in range(w.n_hosts)],
         "public_servers": [{"ip": s["ip"], "services": services(s)} for s in w.pub_servers],
         "anomalies": anomalies,
-        "benign": plan.benign,
+        "benign": benign,
         "world": {
             "hosts": int(w.n_hosts),
             "external_destinations": int(w.n_base_ext),
             "external_clients": int(len(w.client_ints)),
             "absent_on_test_day": absent,
             "search_crawlers": [cat.ip_str(int(v)) for v, k in zip(w.client_ints, w.client_kind) if k == 2],
+            "machines_left_on": [w.host_ip(i) for i in np.flatnonzero(w.always_on)],
+            "monitoring_host": None if w.routines.monitor is None else w.host_ip(w.routines.monitor),
+            "nas": w.routines.nas_ip,
+            "evening_clients_in_population": int(w.c_evening.sum()),
             "expected_day_flows": round(w.day_flows * scale),
             "expected_servers_flows": round(w.servers_flows * scale),
             "deep_night_until_hour": round(w.deep_end, 2),
             "night_floor_factor": round(w.deep_factor, 3),
             "medians": {k: round(v, 1) for k, v in w.medians.items()},
         },
-        "generator": {"version": 1, "seconds": round(seconds, 2)},
+        "generator": {"version": 2, "seconds": round(seconds, 2)},
     }
 
 
@@ -266,15 +320,24 @@ def generate(scenario: str, seed: int = 0, scale: float = 1.0, out_dir: Path | s
     sc = SCENARIOS[scenario]
     world = build_world(seed)
     build_clients(world, seed, scale)
+    routines.build_routines(world, seed)
     plan = make_plan(world, sc, seed, scale, zlib.crc32(scenario.encode()))
 
-    jobs = {
-        "data.parquet": (host_population(world, 0, scale, None), []),
-        "servers_data.parquet": (client_population(world, 0, scale, None), []),
-        "test.parquet": (host_population(world, 1, scale, plan.host_mods), plan.test_streams),
-        "servers.parquet": (client_population(world, 1, scale, plan.client_mods), plan.servers_streams),
+    def hosts(day, mods, extra):
+        pop = host_population(world, day, scale, mods)
+        return pop, routines.host_streams(world, day, scale, pop.day_shape, pop.absent) + extra
+
+    def clients(day, mods, extra):
+        return client_population(world, day, scale, mods), routines.client_streams(world, day, scale) + extra
+
+    jobs = {  # built lazily, one file at a time
+        "data.parquet": lambda: hosts(0, None, []),
+        "servers_data.parquet": lambda: clients(0, None, []),
+        "test.parquet": lambda: hosts(1, plan.host_mods, plan.test_streams),
+        "servers.parquet": lambda: clients(1, plan.client_mods, plan.servers_streams),
     }
-    stats: dict[int, list[int]] = {}
+    stats: dict[tuple, list[int]] = {}
+    absent: list[str] = []
     rows: dict[str, int] = {}
 
     own = progress is None
@@ -284,7 +347,13 @@ def generate(scenario: str, seed: int = 0, scale: float = 1.0, out_dir: Path | s
         progress = make_progress()
         progress.__enter__()
     try:
-        for name, (pop, streams) in jobs.items():
+        for name, job in jobs.items():
+            pop, streams = job()
+            streams = [st for st in streams if st is not None]
+            for st in streams:
+                stats.setdefault((name, st.entry), [0, 0, 0])
+            if name == "test.parquet":
+                absent = pop.absent_ips
             file_id, _ = FILES[name]
             task = progress.task(f"writing {name}", total=N_BINS)
             tmp = out / f".{name}.partial"
@@ -296,7 +365,7 @@ def generate(scenario: str, seed: int = 0, scale: float = 1.0, out_dir: Path | s
                     for st in streams:
                         bt = st.emit(rng, b)
                         if bt is not None:
-                            acc = stats.setdefault(st.entry, [0, 0, 0])
+                            acc = stats.setdefault((name, st.entry), [0, 0, 0])
                             acc[0] += len(bt)
                             acc[1] += int(bt.up.sum())
                             acc[2] += int(bt.down.sum())
@@ -314,8 +383,7 @@ def generate(scenario: str, seed: int = 0, scale: float = 1.0, out_dir: Path | s
             progress.__exit__(None, None, None)
 
     seconds = time.perf_counter() - t0
-    truth = _truth(world, scenario, seed, scale, plan, rows, stats, seconds,
-                   jobs["test.parquet"][0].absent_ips)
+    truth = _truth(world, scenario, seed, scale, plan, rows, stats, seconds, absent)
     tmp = out / ".truth.json.partial"
     tmp.write_text(json.dumps(truth, indent=2) + "\n")
     os.replace(tmp, out / "truth.json")

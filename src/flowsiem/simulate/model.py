@@ -192,6 +192,20 @@ def day_shape(start, end, width, lunch_c, lunch_depth, floor, deep_end, deep_fac
     return shape / shape.sum(axis=1, keepdims=True)
 
 
+def wrap_shape(start, end, width, floor=0.0) -> np.ndarray:
+    """(n, N_BINS) rows summing to 1: working hours that may run past midnight (end < start means
+    the shift ends the next morning, which on a one-day file is the early hours), plus a floor."""
+    start, end, width = (np.asarray(a, dtype=float)[:, None] for a in (start, end, width))
+    floor = np.broadcast_to(np.asarray(floor, dtype=float), (start.shape[0],))[:, None]
+    end = np.where(end <= start, end + 24.0, end)
+    work = np.zeros((start.shape[0], N_BINS))
+    for shift in (-24.0, 0.0):  # the shift that started yesterday evening, and today's
+        h = HOURS[None, :] - shift
+        work += _phi((h - start) / width) * _phi((end - h) / width)
+    shape = work + floor
+    return shape / shape.sum(axis=1, keepdims=True)
+
+
 def window_shape(windows: list[tuple[float, float]]) -> np.ndarray:
     """(N_BINS,) uniform over the given [start, end) hour windows, summing to 1."""
     m = np.zeros(N_BINS)
@@ -249,6 +263,14 @@ class World:
     medians: dict
     used_nets: list[tuple[int, int]] = field(default_factory=list)
     n_base_ext: int = 0  # destinations of the clean day; the plan may append test-only ones
+    # machines left running out of hours (their agents keep polling), per host; set by routines
+    always_on: np.ndarray | None = None
+    # DNS sent straight to outside resolvers: the resolvers, and per host its column and share of DNS
+    alt_dns_ints: list[int] = field(default_factory=list)
+    alt_col: np.ndarray | None = None
+    alt_share: np.ndarray | None = None
+    extra_ints: set[int] = field(default_factory=set)  # other addresses routines use (vendors, NTP, ...)
+    routines: object = None  # routines.Routines: behaviour present on both days
     # clients of the public servers (filled by build_clients)
     pub_servers: list[dict] = field(default_factory=list)
     pub_codes: np.ndarray | None = None
@@ -265,6 +287,7 @@ class World:
     c_mu_up: np.ndarray | None = None
     c_mu_dn: np.ndarray | None = None
     servers_flows: float = 0.0
+    c_evening: np.ndarray | None = None  # evening-only home users
 
     @property
     def n_hosts(self) -> int:
@@ -278,26 +301,41 @@ class World:
         if self.client_ints is not None:
             s |= set(int(x) for x in self.client_ints)
         s |= {cat.ip_int(sv["ip"]) for sv in self.servers + self.pub_servers}
+        s |= set(self.extra_ints) | set(self.alt_dns_ints)
         return s
 
     def host_targets(self):
-        """Target table shared by both days: internal DNS, internal HTTPS, external HTTPS."""
+        """Target table shared by both days: internal DNS, internal HTTPS, external HTTPS, outside
+        resolvers (DNS sent straight to 8.8.8.8 and the like)."""
         dns = self.svcs.code("udp", 53)
         https = self.svcs.code("tcp", 443)
         ext_codes = self.book.codes([cat.ip_str(v) for v in self.ext_ints])
-        dst = np.concatenate([self.dns_codes, self.https_codes, ext_codes])
+        alt_codes = self.book.codes([cat.ip_str(v) for v in self.alt_dns_ints])
+        dst = np.concatenate([self.dns_codes, self.https_codes, ext_codes, alt_codes])
         svc = np.concatenate([np.full(len(self.dns_codes), dns), np.full(len(self.https_codes), https),
-                              np.full(len(ext_codes), https)])
+                              np.full(len(ext_codes), https), np.full(len(alt_codes), dns)])
         cls = np.concatenate([np.full(len(self.dns_codes), DNS), np.full(len(self.https_codes), IHTTPS),
-                              np.full(len(ext_codes), EHTTPS)])
-        return dst, svc, cls
+                              np.full(len(ext_codes), EHTTPS), np.full(len(alt_codes), DNS)])
+        return dst.astype(np.int32), svc, cls
 
-    def host_weights(self, f_int, f_dns, pref_dns, pref_https, ext_w) -> np.ndarray:
+    def host_weights(self, f_int, f_dns, pref_dns, pref_https, ext_w, alt_col=None, alt_share=None) -> np.ndarray:
+        """Per host target weights; alt_col/alt_share: the outside resolver (column, -1 for none) and
+        the share of the host's DNS sent to it instead of the company resolvers."""
+        n = len(f_int)
+        k = len(self.alt_dns_ints)
         ext = ext_w / np.maximum(ext_w.sum(axis=1, keepdims=True), 1e-300)
+        a = np.zeros(n) if alt_share is None else np.asarray(alt_share, dtype=float)
+        alt = np.zeros((n, k))
+        if k and alt_col is not None:
+            rows = np.flatnonzero(np.asarray(alt_col) >= 0)
+            alt[rows, np.asarray(alt_col)[rows]] = (f_int * f_dns * a)[rows]
+        else:
+            a = np.zeros(n)
         return np.concatenate([
-            (f_int * f_dns)[:, None] * pref_dns,
+            (f_int * f_dns * (1 - a))[:, None] * pref_dns,
             (f_int * (1 - f_dns))[:, None] * pref_https,
             (1 - f_int)[:, None] * ext,
+            alt,
         ], axis=1)
 
     def shape(self, idx=None, start=None, end=None) -> np.ndarray:
@@ -517,7 +555,7 @@ def build_clients(w: World, seed: int, scale: float) -> None:
     # scalar knobs first, so they do not depend on the population size (which follows the scale)
     w.servers_flows = 0.7e6 * rng.uniform(0.85, 1.15)
     n_base = int(rng.integers(1500, 5000))
-    n_crawl = int(rng.integers(0, 4))
+    n_crawl = int(rng.integers(1, 5))
     p_foreign = rng.uniform(0.05, 0.2)
     nb_size = int(rng.integers(3, 15))
     sig = rng.uniform(0.9, 1.4)
@@ -616,3 +654,10 @@ def build_clients(w: World, seed: int, scale: float) -> None:
     mu_dn[:, SRV] = np.log(w.medians["srv_dn"]) + rng.normal(0, 0.12, m)
     mu_dn[kind == 2, SRV] -= crawler_dn  # crawlers fetch lighter pages
     w.c_mu_up, w.c_mu_dn = mu_up, mu_dn
+    # home users who only come in the evening, after work (both days: part of the population)
+    evening = (kind != 2) & (rng.random(m) < rng.uniform(0.05, 0.2))
+    w.c_start[evening] = rng.uniform(17.5, 20.5, int(evening.sum()))
+    w.c_end[evening] = rng.uniform(22.5, 23.8, int(evening.sum()))
+    w.c_width[evening] = rng.uniform(0.3, 0.8, int(evening.sum()))
+    w.c_floor[evening] = rng.uniform(0.0, 0.01, int(evening.sum()))
+    w.c_evening = evening

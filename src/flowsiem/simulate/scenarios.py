@@ -6,16 +6,25 @@ from dataclasses import dataclass, field
 
 # anomaly kinds per family (truth.json "family" / "kind")
 FAMILY_KINDS: dict[str, tuple[str, ...]] = {
-    "botnet": ("p2p_mesh", "coordinated_beacon"),
+    "botnet": ("p2p_mesh", "star", "slow_star", "coordinated_beacon"),
     "exfiltration": ("https_upload", "dns_tunnel"),
     "cnc": ("dns_new_resolver", "dns_off_hours"),
-    "external_abuse": ("flood", "bulk_download", "off_hours", "unusual_origin"),
+    "external_abuse": ("flood", "bulk_download", "off_hours", "unusual_origin", "low_and_slow", "deep_night",
+                       "brute_force"),
 }
 
-BENIGN_KINDS: tuple[str, ...] = (
-    "new_device", "volume_increase", "new_popular_destinations", "late_worker",
-    "busy_external_client", "new_cdn_addresses",
+# benign look-alikes (truth.json "benign" kind). The world's routines are present on both days
+# (details.days == "both"); the others are the test day's changes (details.days == "test").
+WORLD_BENIGN_KINDS: tuple[str, ...] = (
+    "periodic_updater", "ntp_sync", "monitoring_poller", "nas_backup", "cloud_sync", "public_resolver",
+    "night_worker", "search_crawler", "uptime_monitor", "evening_client", "ssh_admin",
 )
+PLANNED_BENIGN_KINDS: tuple[str, ...] = (
+    "new_device", "volume_increase", "new_popular_destinations", "late_worker", "night_worker",
+    "busy_external_client", "new_cdn_addresses", "periodic_updater", "monitoring_poller", "cloud_backup",
+    "public_resolver", "shared_service", "evening_client", "late_night_client",
+)
+BENIGN_KINDS: tuple[str, ...] = tuple(dict.fromkeys(PLANNED_BENIGN_KINDS + WORLD_BENIGN_KINDS))
 
 
 @dataclass(frozen=True)
@@ -42,29 +51,37 @@ class Scenario:
         return not self.families
 
 
-_LIGHT_BENIGN = {"new_device": (1, 1), "volume_increase": (1, 2), "new_popular_destinations": (1, 2),
-                 "late_worker": (0, 1), "busy_external_client": (1, 2), "new_cdn_addresses": (2, 5)}
+# every scenario, clean included, has the world's routines (updaters, NTP, monitoring, backups, sync,
+# crawlers, uptime monitors, evening clients) and a dose of the test day's look-alikes
+_LIGHT_BENIGN = {"new_device": (1, 2), "volume_increase": (1, 2), "new_popular_destinations": (1, 2),
+                 "late_worker": (0, 1), "night_worker": (0, 1), "busy_external_client": (1, 2),
+                 "new_cdn_addresses": (2, 5), "periodic_updater": (0, 1), "monitoring_poller": (0, 1),
+                 "cloud_backup": (0, 1), "public_resolver": (0, 1), "shared_service": (0, 1),
+                 "evening_client": (1, 2), "late_night_client": (0, 1)}
+_DRIFT_BENIGN = {"new_device": (2, 4), "volume_increase": (4, 8), "new_popular_destinations": (5, 10),
+                 "late_worker": (2, 4), "night_worker": (1, 2), "busy_external_client": (3, 6),
+                 "new_cdn_addresses": (5, 12), "periodic_updater": (1, 2), "monitoring_poller": (0, 1),
+                 "cloud_backup": (1, 2), "public_resolver": (1, 2), "shared_service": (1, 2),
+                 "evening_client": (2, 4), "late_night_client": (1, 2)}
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("obvious", "strong anomalies of every family (botnet, exfiltration, C&C over DNS, external abuse) + light benign drift",
-             families={"botnet": (2, 2), "exfiltration": (2, 2), "cnc": (2, 2), "external_abuse": (3, 4)},
+             families={"botnet": (2, 3), "exfiltration": (2, 2), "cnc": (2, 2), "external_abuse": (3, 5)},
              strength=(0.7, 1.0), benign=_LIGHT_BENIGN),
     Scenario("stealthy", "weak but real anomalies of every family (low rates, small volumes, jittery beacons) + light benign drift",
              families={"botnet": (1, 2), "exfiltration": (1, 2), "cnc": (1, 2), "external_abuse": (1, 3)},
              strength=(0.0, 0.3), benign=_LIGHT_BENIGN),
-    Scenario("drift", "noisy day: many benign changes (new devices, busier hosts, new sites, late workers, busy clients) + anomalies of 2-3 families",
+    Scenario("drift", "noisy day: many benign look-alikes (new devices and agents, busier hosts, new sites, late and night workers, backups, shared services, busy clients) + anomalies of 2-3 families",
              families={"botnet": (1, 1), "exfiltration": (1, 1), "cnc": (1, 1), "external_abuse": (1, 2)},
-             pick_families=(2, 3), strength=(0.25, 0.8),
-             benign={"new_device": (2, 4), "volume_increase": (4, 8), "new_popular_destinations": (5, 10),
-                     "late_worker": (2, 4), "busy_external_client": (3, 6), "new_cdn_addresses": (5, 12)}),
-    Scenario("clean", "no anomaly: the test day has only ordinary day-to-day variation and light benign drift",
+             pick_families=(2, 3), strength=(0.25, 0.8), benign=_DRIFT_BENIGN),
+    Scenario("clean", "no anomaly: ordinary day-to-day variation and benign look-alikes only",
              benign=_LIGHT_BENIGN),
-    Scenario("botnet", "botnet only: internal peer-to-peer links and/or coordinated beacons, random strength",
-             families={"botnet": (2, 2)}, benign=_LIGHT_BENIGN),
-    Scenario("exfil", "exfiltration only: HTTPS uploads and DNS tunnelling, random strength",
+    Scenario("botnet", "botnet only: peer-to-peer links, relays (star, slow SMB star) and coordinated beacons, random strength",
+             families={"botnet": (2, 3)}, benign=_LIGHT_BENIGN),
+    Scenario("exfil", "exfiltration only: HTTPS uploads (day or night) and DNS tunnelling, random strength",
              families={"exfiltration": (2, 2)}, benign=_LIGHT_BENIGN),
-    Scenario("cnc", "C&C over DNS only: a new external resolver and DNS at silent hours, random strength",
+    Scenario("cnc", "C&C over DNS only: periodic DNS to an outside resolver (1-3 hosts) and DNS at silent hours, random strength",
              families={"cnc": (2, 2)}, benign=_LIGHT_BENIGN),
-    Scenario("abuse", "external abuse of the public servers only: floods, bulk downloads, off-hours, unusual origins",
+    Scenario("abuse", "external abuse of the public servers only: floods, bulk downloads, off-hours, unusual origins, low-and-slow, deep-night, brute force",
              families={"external_abuse": (2, 4)}, benign=_LIGHT_BENIGN),
 )}
