@@ -71,11 +71,20 @@ def new_resolver(ctx, spec) -> list[Alert]:
     if not len(cand):
         return []
     rhythm = dns_rhythm(ctx, dns_flows(ctx), cand)
+    cand = cand.assign(rhythm_p=[rhythm.get((s, d), NO_RHYTHM)["rhythm_p"] for s, d in zip(cand.src_ip, cand.dst_ip)])
+    # one resolver, one channel: the rhythm evidence of every host querying it, combined
+    channel_p = {d: fisher(*g.rhythm_p) for d, g in cand.groupby("dst_ip")}
     judged: dict = {}
     for r in cand.itertuples(index=False):
-        v = _judge_new_resolver(ctx, spec, b, r, rhythm.get((r.src_ip, r.dst_ip), NO_RHYTHM))
+        v = _judge_new_resolver(ctx, spec, b, r, rhythm.get((r.src_ip, r.dst_ip), NO_RHYTHM), channel_p[r.dst_ip])
         if v:
             judged.setdefault(r.src_ip, []).append(v)
+    # a host on a resolver where another host polls like a C&C client is on that channel too
+    regular_dsts = {v["dst"] for vs in judged.values() for v in vs if v["regular"]}
+    for vs in judged.values():
+        for v in vs:
+            if v["severity"] == "low" and v["dst"] in regular_dsts and v["bs"]["rhythm_p"] <= spec.num("channel_alpha"):
+                v["severity"], v["rank"], v["joined"] = None, (True, v["score"]), True
     found = {}
     for host, vs in judged.items():  # the strongest new resolver of each host; the others listed
         vs.sort(key=lambda v: v["rank"], reverse=True)
@@ -98,23 +107,28 @@ def _new_resolver_candidates(ctx, spec, b):
     return c[c.dst_ip.map(users).fillna(0) < spec.num("network_change_share") * clients]
 
 
-def _judge_new_resolver(ctx, spec, b, r, bs) -> dict | None:
+def _judge_new_resolver(ctx, spec, b, r, bs, channel_p) -> dict | None:
+    """Medium when the evidence is C&C-like: the host's own machine rhythm, or an external
+    resolver nobody queried before, in an organisation the network does not use, whose hosts'
+    combined rhythm is unlikely for random lookups. Otherwise a low notice (a public resolver
+    set by hand is a policy matter). Internal or already-seen resolvers need the rhythm."""
     internal = is_internal(ctx, r.dst_ip)
     seen = r.dst_ip in b.seen
     regular = _regular(bs, spec)
     if (internal or seen or not b.clients) and not regular:
-        return None  # an internal, already-queried or unlearnable resolver: only a rhythm counts
+        return None
     tunnel, q_ratio, _ = tunnel_like(b, r.src_ip, r.up_bytes / max(r.flows, 1), _host_up_today(ctx).get(r.src_ip, 0.0), spec)
     if tunnel:
         return None
     org = org_of(ctx, r.dst_ip)
     org_share = familiar_origins(ctx).get("as_org", {}).get(org, 0.0) if org else 0.0
     unfamiliar = not internal and not seen and org_share < spec.num("familiar_host_share")
-    severity = None if regular or unfamiliar else "low"
+    suspicious = unfamiliar and channel_p <= spec.num("channel_alpha")
+    severity = None if regular or suspicious else "low"
     score = mean(past_p(bs["rhythm_p"]), float(unfamiliar), past(r.hours, spec.num("min_hours")))
     return {"dst": r.dst_ip, "row": r, "bs": bs, "internal": internal, "regular": regular, "org": org,
-            "org_share": org_share, "unfamiliar": unfamiliar, "severity": severity, "score": score,
-            "q_ratio": q_ratio, "rank": (severity is None, score)}
+            "org_share": org_share, "unfamiliar": unfamiliar, "channel_p": channel_p, "severity": severity,
+            "score": score, "q_ratio": q_ratio, "rank": (severity is None, score), "joined": False}
 
 
 def _explain_new_resolver(ctx, spec, b, host, v, shared) -> Alert:
@@ -128,8 +142,11 @@ def _explain_new_resolver(ctx, spec, b, host, v, shared) -> Alert:
            f"{bs['rhythm_p']:.1g} for random lookups)" if v["regular"] else
            f"; irregular (chance {bs['rhythm_p']:.2g} for random lookups)")
     if v["unfamiliar"]:
-        why += f"; {v['org'] or 'its organisation is unknown'}: {v['org_share']:.0%} of the hosts used that organisation"
-    elif v["severity"] == "low":
+        why += (f"; {v['org'] or 'its organisation is unknown'}: {v['org_share']:.0%} of the hosts used that "
+                f"organisation; the rhythm of every host querying it, combined: chance {v['channel_p']:.2g}")
+    if v["joined"]:
+        why += "; another host polls the same resolver on a machine rhythm: the same channel"
+    elif v["severity"] == "low" and not v["unfamiliar"]:
         why += (f"; {v['org']} is an organisation {v['org_share']:.0%} of the hosts use daily: "
                 f"a public resolver used by hand is a policy matter, not C&C")
     others = sorted(shared.get(r.dst_ip, set()) - {host})
@@ -152,6 +169,8 @@ def _explain_new_resolver(ctx, spec, b, host, v, shared) -> Alert:
                  observed=float(f"{bs['rhythm_p']:.3g}"), threshold=spec.num("rhythm_alpha")),
         Evidence("share of the internal hosts that used the resolver's organisation on the baseline day", "share",
                  observed=round(v["org_share"], 4), threshold=spec.num("familiar_host_share")),
+        Evidence("chance of the rhythms of all hosts querying it under random lookups (Fisher)", "probability",
+                 observed=float(f"{v['channel_p']:.3g}"), threshold=spec.num("channel_alpha")),
         Evidence("internal hosts querying this resolver today (same channel)", "hosts", observed=len(others) + 1,
                  baseline=users),
         Evidence("bytes sent per DNS query", "bytes", observed=round(r.up_bytes / max(r.flows, 1), 1),
