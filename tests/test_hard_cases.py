@@ -6,7 +6,7 @@ hosts, 08-19 h) and one public-server client population carry every case; each t
 class it covers.
 
   1  DNS beacons of several hosts to one outside resolver: C&C over DNS, not a botnet
-  2  a bulk upload to a service the host already uses, in its working hours: a notice
+  2  a bulk upload to the service the host syncs to every day, in its working hours: a notice
   3  a public resolver queried at irregular, user-driven times: a notice
   4  a host new today, DNS-heavier than most, working into the evening: not C&C
   5  human but unusual hours (an evening home user, a late worker): not abuse
@@ -26,7 +26,8 @@ from conftest import HOUR, NET, POPULAR, PUBLIC_SERVER, hosts, make_office_day, 
 h = hosts()
 BEACONERS = [h[0], h[1], h[2]]            # 1: poll 45.33.32.156 on udp/53 every 5 minutes
 C2_RESOLVER = "45.33.32.156"
-BULK_SYNC = h[3]                          # 2: 8 MB to GOOGLE (it browses GOOGLE daily), 10-16 h
+BULK_SYNC = h[3]                          # 2: syncs 3 MB to DROPBOX daily; today 12 MB more, 10-16 h
+SYNC = "162.125.19.131"
 PUBLIC_DNS = h[4]                         # 3: 40 lookups to 8.8.8.8 at random times, 09-18 h
 NEW_EVENING = f"{NET}.150"                # 4: new today, 16-24 h, more DNS than most hosts
 POLLERS = [h[20], h[21], h[22], h[23]]    # 7: poll HUB on tcp/445 every 20 minutes, 08-18 h
@@ -54,10 +55,11 @@ def _random(n, start_h, end_h, seed):
 def _office_days():
     base, test = make_office_day(seed=1), make_office_day(seed=2)
     share = [rows(_random(12, 9, 17, 40 + i), a, b, port=445, up=3000, down=90000) for i, (a, b) in enumerate(SHARERS)]
-    base = pd.concat([base, *share], ignore_index=True)
+    sync = [rows(_random(20, 9, 18, 60 + i), BULK_SYNC, SYNC, up=150_000, down=3000) for i in range(2)]
+    base = pd.concat([base, *share, sync[0]], ignore_index=True)
     extra = [rows(_periodic(300, 0, 24, seed=1 + i), src, C2_RESOLVER, proto="udp", port=53, up=150, down=210)
              for i, src in enumerate(BEACONERS)]
-    extra.append(rows(_random(8, 10, 16, 5), BULK_SYNC, POPULAR[0], up=1_000_000, down=9000))
+    extra += [sync[1], rows(_random(12, 10, 16, 5), BULK_SYNC, SYNC, up=1_000_000, down=9000)]
     extra.append(rows(_random(40, 9, 18, 6), PUBLIC_DNS, "8.8.8.8", proto="udp", port=53, up=70, down=180))
     newcomer = make_office_day(seed=9)
     newcomer = newcomer[newcomer.src_ip == f"{NET}.7"].assign(src_ip=NEW_EVENING)
@@ -146,7 +148,7 @@ def test_1_dns_beacons_of_several_hosts_are_cnc_not_botnet(result):
 def test_2_bulk_upload_to_a_service_the_host_uses_is_a_notice(result):
     assert BULK_SYNC not in _flagged(result, "exfiltration")
     (a,) = [a for a in _alerts(result, BULK_SYNC) if a.rule.family == "exfiltration"]
-    assert a.severity_name == "low" and "GOOGLE" in a.message
+    assert a.severity_name == "low" and "DROPBOX" in a.message and "already sent data to" in a.message
 
 
 def test_3_public_resolver_at_user_driven_times_is_a_notice(result):

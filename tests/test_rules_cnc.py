@@ -206,10 +206,11 @@ def test_periodic_dns_evidence(result):
 def test_silent_hours_evidence(result):
     a = _by_rule(result, "cnc.dns_silent_hours")[NIGHT]
     assert a.destination_ip == DNS_SERVER
-    d = _ev(a, "DNS flows in the host's silent hours")
-    assert d.unit == "flows" and d.baseline == 0 and d.observed == len(_periodic(600, 2, 4, jitter=0.1, seed=2))
-    share = _ev(a, "DNS share")
+    d = _ev(a, "DNS queries in the host's away hours")
+    assert d.unit == "events" and d.observed == d.reference == len(_periodic(600, 2, 4, jitter=0.1, seed=2))
+    share = _ev(a, "share of those among its flows")
     assert share.observed == 1.0 and 0.2 < share.baseline < 0.5  # office hosts: ~35 % DNS
+    assert "followed by no connection" in a.message
     hours = _ev(a, "hours with DNS outside")
     assert set(hours.observed) <= {2, 3, 4} and set(hours.baseline) >= set(range(8, 19))
     p = _ev(a, "chance of that many DNS flows")
@@ -332,3 +333,23 @@ def test_lookups_followed_by_connections_are_not_dns_alone(detect_day):
                       ignore_index=True).sort_values("timestamp", kind="stable")
     res = detect_day(baseline(), alone, disable=_others())
     assert host in {a.source_ip for a in res.alerts if a.rule.id == "cnc.dns_silent_hours"}
+
+
+def test_a_timer_whose_lookups_are_followed_by_connections_is_not_dns_beaconing(detect_day):
+    """An agent that looks its server up before each check-in makes the host's DNS as regular as a
+    C&C client's; the connection two seconds after each lookup says it is name resolution."""
+    host = f"{NET}.26"
+    polls = _periodic(300, 0, 24, seed=33)
+    lookups = _dns(polls, host, C2_RESOLVER, up=75, down=160)
+    checkins = rows(polls + 200, host, "20.190.151.7", up=900, down=3000)
+    day = make_office_day(seed=2)
+    res = detect_day(baseline(), pd.concat([day, lookups, checkins], ignore_index=True).sort_values("timestamp"),
+                     disable=_others())
+    mine = [a for a in res.alerts if a.source_ip == host]
+    assert not [a for a in mine if a.actionable]
+    note = next(a for a in mine if a.rule.id == "cnc.new_resolver")
+    assert note.severity_name == "low" and "followed by a connection" in note.message
+    res = detect_day(baseline(), pd.concat([day, lookups], ignore_index=True).sort_values("timestamp"),
+                     disable=_others())
+    assert {"cnc.periodic_dns", "cnc.new_resolver"} <= {a.rule.id for a in res.alerts if a.source_ip == host
+                                                        and a.actionable}

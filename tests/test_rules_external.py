@@ -191,7 +191,7 @@ def test_off_hours_bulk_and_origin_evidence(results):
     rare = _alert(res, "external_abuse.unusual_origin", RARE_HEAVY)
     country = _ev(rare, "share of the clients from its country (RU)")
     assert country.observed == 0.0 and country.reference["internal_hosts_using_it"] == 0.0
-    assert country.threshold == {"clients": 0.01, "internal_hosts": 0.1}
+    assert country.threshold == {"clients": 0.01, "internal_hosts": 0.5}
     assert "0 of 151 from RU" in rare.message and "quiet hours" in rare.message  # 150 clients + the crawler
 
 

@@ -12,9 +12,11 @@ several hosts share it; botnet is east-west links and shared non-DNS channels.
 Rules
   botnet.new_internal_peers  new host-to-host links (pair unseen on the baseline day on that
                              service) on a (proto, port) the baseline did not use host-to-host nor
-                             for broadcast/multicast discovery, lasting, plus one more cue: mutual
-                             (P2P) or a fan-out to several new peers.
-  botnet.coordinated_group   connected components of hosts linked by mutual new peer links, by
+                             for broadcast/multicast discovery, lasting, plus one more cue: a
+                             peer-to-peer overlay (mutual links, or a ring or chain of hosts that
+                             both open and receive new links) or a fan-out to several new peers (a
+                             fan-out on one shared timer is a monitoring poller: a notice).
+  botnet.coordinated_group   connected components of hosts linked by a peer-to-peer overlay, by
                              beaconing to the same new, rare external destination, or by polling
                              the same new internal peer on a timer (on any service: a timer is
                              evidence even on a port colleagues share files on). Every member is
@@ -35,7 +37,7 @@ from ..fmt import fmt_duration, fmt_list, fmt_service
 from ..network import INTERNAL_EXTERNAL, INTERNAL_INTERNAL
 from . import rule
 from .beacon import beacon_score, beacon_stats
-from .common import DNS_PORT, engine_table, familiar_origins, mean, org_of, past, past_linear, row_mask, where
+from .common import DNS_PORT, engine_table, familiarity, mean, past, past_linear, row_mask, where
 
 BEACON_KEYS = ("min_hosts", "max_prevalence", "min_connections", "min_active_hours", "min_score",
                "min_gap_regularity", "min_group_regularity", "min_gap_iqr_seconds", "min_size_iqr_bytes")
@@ -133,6 +135,25 @@ def lasting(links, spec):
     return links[(links.pair_flows >= spec.t("min_link_flows")) & (links.pair_hours >= spec.t("min_link_hours"))]
 
 
+def p2p_links(links, min_relays: int):
+    """The links (new, on a service that is not established) that belong to a peer-to-peer
+    overlay: on one (proto, port), a connected component of new links holding at least
+    min_relays hosts that both open and receive new links. A mutual pair is the smallest overlay;
+    a ring or chain of bots is one too. A new shared service is a star: only its hub receives."""
+    import numpy as np
+
+    keep = np.zeros(len(links), bool)
+    links = links.reset_index(drop=True)
+    for _, g in links[~links.established].groupby(["proto", "port"]):
+        relays = set(g.src_ip) & set(g.dst_ip)
+        if len(relays) < min_relays:
+            continue
+        for comp in _components(g, {}):
+            if len(relays & set(comp)) >= min_relays:
+                keep[g.index[g.src_ip.isin(comp).to_numpy()]] = True
+    return links[keep]
+
+
 def baseline_internal_peers(ctx):
     """(host -> its baseline count of internal peers, the population's 99th percentile, hosts)."""
     def build():
@@ -151,12 +172,6 @@ def active_hosts(ctx) -> int:
         t = e.filter(e.traffic_class.isin([INTERNAL_INTERNAL, INTERNAL_EXTERNAL]))
         return max(len(_unicast(ctx, t.select("src_ip").distinct().to_pandas().src_ip)), 1)
     return ctx.cached(("botnet.active_hosts",), build)
-
-
-def org_familiarity(ctx, dst) -> tuple[str | None, float]:
-    """(AS organisation of `dst`, share of the internal hosts that used it on the baseline day)."""
-    org = org_of(ctx, dst)
-    return org, (familiar_origins(ctx).get("as_org", {}).get(org, 0.0) if org else 0.0)
 
 
 # --- rhythms -----------------------------------------------------------------------------------------
@@ -244,8 +259,14 @@ def internal_hubs(ctx, spec):
     th = {k: spec.t(k) for k in BEACON_KEYS}
     lk = {k: spec.t(k) for k in LINK_KEYS}
 
+    fanout = spec.num("min_fanout_peers")
+
     def build():
         links = lasting(new_links(ctx, lk["peer_service_min_pairs"]), spec)
+        # a host polling many new peers on one service is a monitoring or management poller, not a
+        # member polling the group's relay
+        spread = links.groupby(["src_ip", "proto", "port"]).dst_ip.transform("nunique")
+        links = links[spread < fanout]
         top = links.sort_values(["flows", "port"], ascending=[False, True]).drop_duplicates(["src_ip", "dst_ip"])
         g = links.groupby(["src_ip", "dst_ip"], as_index=False).agg(flows=("flows", "sum"), active_hours=("hours", "max"))
         g = g[(g.flows >= th["min_connections"]) & (g.active_hours >= th["min_active_hours"])]
@@ -260,7 +281,7 @@ def internal_hubs(ctx, spec):
         bs = bs.merge(g[["src_ip", "dst_ip", "proto", "port"]], on=["src_ip", "dst_ip"])
         bs["prevalence"] = bs.dst_hosts / active_hosts(ctx)
         return bs, group_verdict(bs, th)
-    return ctx.cached(("botnet.internal_hubs", tuple(sorted(th.items())), tuple(sorted(lk.items()))), build)
+    return ctx.cached(("botnet.internal_hubs", tuple(sorted(th.items())), tuple(sorted(lk.items())), fanout), build)
 
 
 # --- botnet.new_internal_peers -----------------------------------------------------------------------
@@ -268,21 +289,36 @@ def internal_hubs(ctx, spec):
 @rule("botnet.new_internal_peers")
 def new_internal_peers(ctx, spec) -> list[Alert]:
     links = lasting(new_links(ctx, spec.t("peer_service_min_pairs")), spec)
-    links = links[~links.established]
+    links = links[~links.established].reset_index(drop=True)
+    overlay = set(p2p_links(links, int(spec.num("min_relays"))).pair)
+    links["overlay"] = links.pair.isin(overlay)
     alerts = []
     for host, g in links.groupby("src_ip"):
         fan = g.groupby(["proto", "port"]).dst_ip.nunique()
         fan_svcs = {k for k, n in fan.items() if n >= spec.t("min_fanout_peers")}
-        hit = g[g.mutual.to_numpy(dtype=bool) | [(p, q) in fan_svcs for p, q in zip(g.proto, g.port)]]
+        hit = g[g.overlay.to_numpy(dtype=bool) | [(p, q) in fan_svcs for p, q in zip(g.proto, g.port)]]
         if len(hit):
-            alerts.append(_explain_peers(ctx, spec, host, hit, links, fan_svcs))
+            poller = _fanout_poller(ctx, spec, g[[(p, q) in fan_svcs for p, q in zip(g.proto, g.port)]])
+            alerts.append(_explain_peers(ctx, spec, host, hit, links, fan_svcs, poller))
     return alerts
 
 
-def _explain_peers(ctx, spec, host, hit, links, fan_svcs) -> Alert:
+def _fanout_poller(ctx, spec, fan) -> dict | None:
+    """A fan-out whose links poll on one shared timer (median gap regularity of its links at least
+    poller_regularity): a monitoring or management system, not a spreading host. None otherwise."""
+    if not len(fan):
+        return None
+    th = {"min_gap_iqr_seconds": spec.num("min_gap_iqr_seconds"), "min_size_iqr_bytes": spec.num("min_size_iqr_bytes")}
+    bs = score_pairs(ctx, fan.groupby(["src_ip", "dst_ip"], as_index=False).flows.sum(), th)
+    reg = float(bs.gap_regularity.median()) if len(bs) else 0.0
+    return {"regularity": reg, "gap": float(bs.gap_med.median())} if reg >= spec.num("poller_regularity") else None
+
+
+def _explain_peers(ctx, spec, host, hit, links, fan_svcs, poller) -> Alert:
     base_peers, peers_p99, known_hosts = baseline_internal_peers(ctx)
     peers = sorted(set(hit.dst_ip))
     mutual_peers = sorted(set(hit[hit.mutual].dst_ip))
+    overlay_peers = sorted(set(hit[hit.overlay].dst_ip))
     flows = int(links[links.pair.isin(set(hit.pair))].flows.sum())
     hours = int(hit.pair_hours.max())
     svc_rows = hit.groupby(["proto", "port"]).agg(f=("flows", "sum"), bp=("baseline_pairs", "max"))
@@ -291,7 +327,13 @@ def _explain_peers(ctx, spec, host, hit, links, fan_svcs) -> Alert:
     today_pairs = int(links[(links.proto == proto) & (links.port == port)].pair.nunique())
     own = base_peers.get(host) if host in known_hosts else None
     why = ([f"both ways with {len(mutual_peers)} of them"] if mutual_peers else []) + \
+          ([f"relaying: its peers on the same service also open links to others ({len(overlay_peers)} peer(s) "
+            f"in a peer-to-peer overlay)"] if set(overlay_peers) - set(mutual_peers) else []) + \
           ([f"fanning out on {', '.join(sorted(fmt_service(*x) for x in fan_svcs))}"] if fan_svcs else [])
+    notice = poller is not None and not overlay_peers
+    if notice:
+        why.append(f"polling them on one timer (every ~{fmt_duration(poller['gap'])}, gap regularity "
+                   f"{poller['regularity']:.2f}): a monitoring or management system looks like this")
     message = (f"talks directly to {len(peers)} internal host(s) it never talked to on the baseline day "
                f"({fmt_list(peers)}) on {', '.join(svcs)}: {flows} flows over {hours} h, {'; '.join(why)}; "
                f"baseline: {'new host' if own is None else f'{own} internal peer(s)'}, "
@@ -303,6 +345,8 @@ def _explain_peers(ctx, spec, host, hit, links, fan_svcs) -> Alert:
                  threshold=spec.t("min_fanout_peers") if fan_svcs and not mutual_peers else 1),
         Evidence("peers that also open connections back to the host (mutual links)", "hosts",
                  observed=len(mutual_peers), baseline=0),
+        Evidence("peers in a peer-to-peer overlay with the host (hosts that open and receive new links)", "hosts",
+                 observed=len(overlay_peers), baseline=0, threshold=spec.num("min_relays")),
         Evidence(f"host pairs using {fmt_service(proto, port)} host-to-host (an established peer service from "
                  f"{spec.t('peer_service_min_pairs')} pairs on the baseline day)", "host pairs",
                  observed=today_pairs, baseline=int(top.bp), threshold=spec.t("peer_service_min_pairs")),
@@ -311,14 +355,18 @@ def _explain_peers(ctx, spec, host, hit, links, fan_svcs) -> Alert:
         Evidence("hours with traffic on the new peer links", "hours", observed=hours, baseline=0,
                  threshold=spec.t("min_link_hours")),
     ]
+    if poller is not None:
+        evidence.append(Evidence("regularity of the fan-out's gaps (median over its links; a shared timer is a poller)",
+                                 "score", observed=round(poller["regularity"], 3), threshold=spec.num("poller_regularity")))
     score = mean(past(len(peers), 1), past(flows, spec.t("min_link_flows"), 50),
-                 past(hours, spec.t("min_link_hours")), float(bool(mutual_peers and fan_svcs)))
+                 past(hours, spec.t("min_link_hours")), float(bool(overlay_peers and fan_svcs)))
     top_peer = hit.sort_values("flows", ascending=False).iloc[0]
     return Alert(
-        rule=spec, source_ip=host, message=message, evidence=evidence, score=score,
+        rule=spec, source_ip=host, message=message, evidence=evidence, score=score, severity="low" if notice else None,
         destination_ip=str(top_peer.dst_ip), timestamp=hit.first_ts.min(), related=peers,
         example_port=_port(top_peer.port) if _port(top_peer.port) >= 0 else None,
-        details={"services": svcs, "mutual_peers": mutual_peers,
+        details={"services": svcs, "mutual_peers": mutual_peers, "overlay_peers": overlay_peers,
+                 "poller": poller is not None,
                  "fanout_services": sorted(fmt_service(*x) for x in fan_svcs),
                  "links": [{"dst_ip": r.dst_ip, "service": fmt_service(r.proto, r.port), "flows": int(r.flows),
                             "hours": int(r.hours), "mutual": bool(r.mutual)} for r in hit.itertuples()][:20]},
@@ -338,7 +386,7 @@ def common_beacon(ctx, spec) -> list[Alert]:
 
 
 def _explain_beacon(ctx, spec, dst, members, g, r) -> Alert:
-    org, share = org_familiarity(ctx, dst)
+    org, share = familiarity(ctx, dst)
     familiar = share >= spec.num("familiar_host_share")
     n_rhythmic = int(g.rhythmic.sum())
     group_reg = float(g.gap_regularity.median())
@@ -354,7 +402,7 @@ def _explain_beacon(ctx, spec, dst, members, g, r) -> Alert:
                + (f"; {org} is an organisation {share:.0%} of the hosts use daily: new software deployed on several "
                   f"machines (an agent, an updater) polls like this" if familiar else ""))
     evidence = [
-        Evidence("share of the internal hosts that used the destination's organisation on the baseline day",
+        Evidence("share of the internal hosts that used the destination's company on the baseline day",
                  "share", observed=round(share, 4), threshold=spec.num("familiar_host_share")),
         Evidence("connections to the destination", "flows", observed=int(r.n), baseline=0,
                  threshold=spec.t("min_connections")),
@@ -398,7 +446,7 @@ def coordinated_group(ctx, spec) -> list[Alert]:
     same new, rare external destination, and polling the same new internal peer on a timer.
     Every member that initiates is alerted with its own cues; a polled hub as the relay."""
     links = lasting(new_links(ctx, spec.t("peer_service_min_pairs")), spec)
-    mutual = links[links.mutual]
+    mutual = p2p_links(links, int(spec.num("min_relays")))
     bs, ext_groups = external_beacons(ctx, spec)
     rh, hub_groups = internal_hubs(ctx, spec)
     alerts = []
@@ -417,8 +465,8 @@ def coordinated_group(ctx, spec) -> list[Alert]:
     return alerts
 
 
-def _components(mutual, shared: dict) -> list[list[str]]:
-    """Connected components (union-find) of mutual links and of each shared destination's members."""
+def _components(links, shared: dict) -> list[list[str]]:
+    """Connected components (union-find) of links (undirected) and of each shared destination's members."""
     parent: dict = {}
 
     def find(x):
@@ -432,7 +480,7 @@ def _components(mutual, shared: dict) -> list[list[str]]:
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
 
-    for a, b in zip(mutual.src_ip, mutual.dst_ip):
+    for a, b in zip(links.src_ip, links.dst_ip):
         union(a, b)
     for members in shared.values():
         for m in members:
@@ -452,7 +500,7 @@ def _explain_member(ctx, spec, host, group, bs) -> Alert | None:
     others = [m for m in members if m != host]
     cues = []
     if len(hl):
-        cues.append(f"{hl.pair.nunique()} mutual new peer link(s) on "
+        cues.append(f"{hl.pair.nunique()} new peer link(s) in a peer-to-peer overlay on "
                     f"{', '.join(sorted({fmt_service(p, q) for p, q in zip(hl.proto, hl.port)}))} "
                     f"({int(hl.flows.sum())} flows)")
     if len(hb):
@@ -472,7 +520,7 @@ def _explain_member(ctx, spec, host, group, bs) -> Alert | None:
     # a member whose only cue is a shared beacon to a new address of an organisation most of the
     # network uses (a deployment looks like this) is a notice
     familiar = (not len(hl) and not len(hh) and not len(polled)
-                and all(org_familiarity(ctx, d)[1] >= spec.num("familiar_host_share") for d in set(hb.dst_ip)))
+                and all(familiarity(ctx, d)[1] >= spec.num("familiar_host_share") for d in set(hb.dst_ip)))
     if familiar:
         cues.append("the destination's organisation is one most hosts use daily: software deployed on several "
                     "machines polls like this")
@@ -493,7 +541,8 @@ def _explain_member(ctx, spec, host, group, bs) -> Alert | None:
     evidence = [
         Evidence("hosts in the group (new mutual links, a shared new beacon destination or internal peer)",
                  "hosts", observed=len(members), baseline=0, threshold=spec.t("min_group_size")),
-        Evidence("mutual new peer links inside the group", "links", observed=int(ml.pair.nunique()), baseline=0),
+        Evidence("new peer links inside the group (a peer-to-peer overlay: mutual, ring or chain)", "links",
+                 observed=int(ml.pair.nunique()), baseline=0),
         Evidence("flows on the group's new peer links", "flows", observed=link_flows, baseline=0,
                  threshold=spec.t("min_link_flows")),
         Evidence("new external destinations the group beacons to", "destinations", observed=len(dsts), baseline=0),

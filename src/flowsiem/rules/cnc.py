@@ -37,10 +37,11 @@ from ..alerts import Alert, Evidence
 from ..fmt import fmt_duration, fmt_hours
 from . import rule
 from .beacon import RHYTHM_P_FLOOR
-from .common import (DNS_PORT, MAD_TO_SIGMA, binomial_tail, engine_table, familiar_origins, fisher, is_internal,
-                     mad, mean, median, org_of, past, past_linear, past_p, quantile, runs_of, timestamp, usual_hours,
+from .common import (DNS_PORT, MAD_TO_SIGMA, binomial_tail, engine_table, familiarity, fisher, is_internal,
+                     mad, mean, median, past, past_linear, past_p, quantile, runs_of, timestamp, usual_hours,
                      where)
-from .dns import NO_RHYTHM, FROM_INTERNAL, dns_baseline, dns_flows, dns_rhythm, dns_today, exempt_hosts, tunnel_like
+from .dns import (NO_RHYTHM, FROM_INTERNAL, dns_baseline, dns_flows, dns_rhythm, dns_today, exempt_hosts, followed_share,
+                  lonely_events, tunnel_like)
 
 DISPERSION_FLOOR = 1e-3  # gaps identical to within 0.1 %: a perfect timer (log scale needs a floor)
 
@@ -85,6 +86,14 @@ def new_resolver(ctx, spec) -> list[Alert]:
         for v in vs:
             if v["severity"] == "low" and v["dst"] in regular_dsts and v["bs"]["rhythm_p"] <= spec.num("channel_alpha"):
                 v["severity"], v["rank"], v["joined"] = None, (True, v["score"]), True
+    # lookups followed by the connection they resolved are a person's or an agent's, not C&C
+    follow = followed_share(ctx, _pairs([(h, v["dst"]) for h, vs in judged.items() for v in vs]),
+                            int(spec.num("follow_window_s")))
+    for host, vs in judged.items():
+        for v in vs:
+            v["followed"] = follow.get((host, v["dst"]), 0.0)
+            if v["followed"] >= spec.num("followed_share") and v["severity"] is None:
+                v["severity"], v["rank"] = "low", (False, v["score"])
     found = {}
     for host, vs in judged.items():  # the strongest new resolver of each host; the others listed
         vs.sort(key=lambda v: v["rank"], reverse=True)
@@ -120,8 +129,7 @@ def _judge_new_resolver(ctx, spec, b, r, bs, channel_p) -> dict | None:
     tunnel, q_ratio, _ = tunnel_like(b, r.src_ip, r.up_bytes / max(r.flows, 1), _host_up_today(ctx).get(r.src_ip, 0.0), spec)
     if tunnel:
         return None
-    org = org_of(ctx, r.dst_ip)
-    org_share = familiar_origins(ctx).get("as_org", {}).get(org, 0.0) if org else 0.0
+    org, org_share = familiarity(ctx, r.dst_ip)
     unfamiliar = not internal and not seen and org_share < spec.num("familiar_host_share")
     suspicious = unfamiliar and channel_p <= spec.num("channel_alpha")
     severity = None if regular or suspicious else "low"
@@ -146,6 +154,8 @@ def _explain_new_resolver(ctx, spec, b, host, v, shared) -> Alert:
                 f"organisation; the rhythm of every host querying it, combined: chance {v['channel_p']:.2g}")
     if v["joined"]:
         why += "; another host polls the same resolver on a machine rhythm: the same channel"
+    if v["followed"] >= spec.num("followed_share"):
+        why += f"; {v['followed']:.0%} of its lookups are followed by a connection: name resolution, not C&C"
     elif v["severity"] == "low" and not v["unfamiliar"]:
         why += (f"; {v['org']} is an organisation {v['org_share']:.0%} of the hosts use daily: "
                 f"a public resolver used by hand is a policy matter, not C&C")
@@ -173,6 +183,8 @@ def _explain_new_resolver(ctx, spec, b, host, v, shared) -> Alert:
                  observed=float(f"{v['channel_p']:.3g}"), threshold=spec.num("channel_alpha")),
         Evidence("internal hosts querying this resolver today (same channel)", "hosts", observed=len(others) + 1,
                  baseline=users),
+        Evidence(f"lookups followed within {spec.num('follow_window_s'):g} s by a connection (name resolution, not C&C)",
+                 "share", observed=round(v["followed"], 3), threshold=spec.num("followed_share")),
         Evidence("bytes sent per DNS query", "bytes", observed=round(r.up_bytes / max(r.flows, 1), 1),
                  reference=round(b.query_bytes, 1), threshold=round(spec.num("tunnel_query_ratio") * b.query_bytes, 1)),
     ]
@@ -214,8 +226,20 @@ def periodic_dns(ctx, spec) -> list[Alert]:
         if r.src_ip not in found or score > found[r.src_ip]["score"]:
             found[r.src_ip] = {"dst": r.dst_ip, "row": r, "bs": bs, "score": score, "base_pair": base_pair,
                                "q_ratio": q_ratio, "v_ratio": v_ratio}
+    # polls followed by the connection they resolved are an updater or agent checking in, not C&C
+    follow = followed_share(ctx, _pairs([(h, v["dst"]) for h, v in found.items()]), int(spec.num("follow_window_s")))
+    for host, v in list(found.items()):
+        v["followed"] = follow.get((host, v["dst"]), 0.0)
+        if v["followed"] >= spec.num("followed_share"):
+            del found[host]
     shared = _shared({h: v for h, v in found.items() if v["dst"] not in b.established})
     return [_explain_periodic(ctx, spec, host, v, fence, peer_median, shared) for host, v in found.items()]
+
+
+def _pairs(pairs: list[tuple[str, str]]):
+    import pandas as pd
+
+    return pd.DataFrame(pairs, columns=["src_ip", "dst_ip"])
 
 
 def _dispersion_fence(spec, rhythm: dict) -> tuple[float, float]:
@@ -254,6 +278,8 @@ def _explain_periodic(ctx, spec, host, v, fence, peer_median, shared) -> Alert:
         Evidence(f"DNS flows to {r.dst_ip}", "flows", observed=int(r.flows), baseline=int(base_pair),
                  threshold=round(spec.num("new_ratio") * base_pair, 1) if base_pair else spec.num("min_events")),
         Evidence("hours with DNS to it", "hours", observed=int(r.hours), threshold=spec.num("min_hours")),
+        Evidence(f"polls followed within {spec.num('follow_window_s'):g} s by a connection (name resolution, not C&C)",
+                 "share", observed=round(v["followed"], 3), threshold=spec.num("followed_share")),
     ]
     return Alert(
         rule=spec, source_ip=host, destination_ip=r.dst_ip, message=msg, evidence=ev, score=v["score"],
@@ -275,13 +301,13 @@ def dns_silent_hours(ctx, spec) -> list[Alert]:
     cand = _silent_candidates(ctx, spec, b, usual, silent)
     if not cand:
         return []
-    # The rhythm of the candidates' silent-hour DNS, per (host, resolver), in the engine.
+    # The rhythm of the candidates' lonely DNS in those hours, per (host, resolver), in the engine.
     cells = silent[[(h, q) in {(c["host"], c["period"]) for c in cand} for h, q in zip(silent.src_ip, silent.period)]]
     cells = cells[["src_ip", "hour"]].astype({"hour": "int8"})
-    f = dns_flows(ctx)
-    f = f.filter(f.traffic_class.isin(list(FROM_INTERNAL))).semi_join(engine_table(ctx, cells), ["src_ip", "hour"])
-    per_pair = f.group_by("src_ip", "dst_ip").aggregate(n=f.count(), first_ts=f.ts.min(), last_ts=f.ts.max()).to_pandas()
-    rhythm = dns_rhythm(ctx, f, per_pair)
+    lone = lonely_events(ctx, _dns_in(ctx, cells), int(spec.num("follow_window_s")))
+    per_pair = lone.group_by("src_ip", "dst_ip").aggregate(n=lone.count(), first_ts=lone.ts.min(),
+                                                           last_ts=lone.ts.max()).to_pandas()
+    rhythm = dns_rhythm(ctx, lone, per_pair)
     alerts = []
     for c in cand:
         pairs = per_pair[per_pair.src_ip == c["host"]].sort_values("n", ascending=False)
@@ -293,10 +319,8 @@ def dns_silent_hours(ctx, spec) -> list[Alert]:
         c["combined"] = fisher(c["p_value"], c["rhythm"]["rhythm_p"])
         tunnel, c["q_ratio"], c["v_ratio"] = tunnel_like(b, c["host"], c["dns_up"] / max(c["dns"], 1),
                                                          _host_up_today(ctx).get(c["host"], 0.0), spec)
-        if (c["span_min"] < spec.num("min_span_minutes") or tunnel or c["combined"] > spec.num("alpha")
-                or c["dns"] < spec.num("alone_share") * c["flows"]):
-            continue  # one burst of lookups, DNS tunnelling (exfiltration's), chance and irregular, or
-            #          lookups followed by the connections they were for (software polling a web service)
+        if c["span_min"] < spec.num("min_span_minutes") or tunnel or c["combined"] > spec.num("alpha"):
+            continue  # one burst of lookups, DNS tunnelling (exfiltration's), or chance and irregular
         alerts.append(_explain_silent(ctx, spec, b, usual, c))
     return alerts
 
@@ -305,11 +329,18 @@ def _usual_hours(ctx, spec):
     return usual_hours(ctx, int(spec.num("margin_hours")), spec.num("core_share"))
 
 
+def _dns_in(ctx, cells):
+    """The DNS flows of internal hosts in the given (src_ip, hour) cells (an Ibis expression)."""
+    f = dns_flows(ctx)
+    return f.filter(f.traffic_class.isin(list(FROM_INTERNAL))).semi_join(engine_table(ctx, cells), ["src_ip", "hour"])
+
+
 def _silent_dns(ctx, spec, b, usual):
-    """(host, hour) cells of the test day with DNS at hours the host is silent (its usual hours
-    from the baseline; hosts new today: the network's quiet hours), with the flows, DNS flows and
-    DNS bytes of each cell, the run of silent hours it belongs to (`period`), and each host's
-    flows and DNS flows outside its silent hours (a new host's own mix)."""
+    """(host, hour) cells of the test day with DNS at hours the host is away: outside its working
+    hours of the baseline day (hosts new today: the network's quiet hours), with the flows, DNS
+    flows, DNS bytes and lonely DNS events (not followed by a connection) of each cell, the run of
+    such hours it belongs to (`period`), and each new host's flows and DNS flows in its other hours
+    (its own mix). A machine left on overnight is away at night even though its agents poll."""
     import pandas as pd
 
     e = ctx.edge_hours
@@ -317,9 +348,9 @@ def _silent_dns(ctx, spec, b, usual):
     is_dns = e.port == DNS_PORT
     cells = e.group_by("src_ip", "hour").aggregate(
         flows=e.flows.sum(), dns_flows=is_dns.ifelse(e.flows, 0).sum(), dns_up=is_dns.ifelse(e.up_bytes, 0).sum())
-    rows = [(h, x) for h, hours in usual["usual"].items() for x in hours]
+    rows = [(h, x) for h, hours in usual["work"].items() for x in hours]
     usual_t = engine_table(ctx, pd.DataFrame(rows, columns=["src_ip", "hour"]).astype({"hour": "int8"}))
-    known_t = engine_table(ctx, pd.DataFrame({"src_ip": list(usual["usual"])}))
+    known_t = engine_table(ctx, pd.DataFrame({"src_ip": list(usual["work"])}))
     old = cells.semi_join(known_t, "src_ip").anti_join(usual_t, ["src_ip", "hour"])
     new = cells.anti_join(known_t, "src_ip")
     quiet = usual["quiet"]
@@ -327,14 +358,18 @@ def _silent_dns(ctx, spec, b, usual):
     silent = silent_cells.filter(silent_cells.dns_flows > 0).to_pandas()
     silent = silent[~silent.src_ip.isin(exempt_hosts(ctx, spec, b))].copy()
     if not len(silent):
-        return silent.assign(period=[])
-    # Each run of consecutive silent hours (the night, the evening) is judged on its own: a C&C
+        return silent.assign(period=[], lonely=[])
+    lone = lonely_events(ctx, _dns_in(ctx, silent[["src_ip", "hour"]].astype({"hour": "int8"})),
+                         int(spec.num("follow_window_s")))
+    per = lone.group_by("src_ip", "hour").aggregate(lonely=lone.count()).to_pandas()
+    silent = silent.merge(per, on=["src_ip", "hour"], how="left").fillna({"lonely": 0})
+    # Each run of consecutive away hours (the night, the evening) is judged on its own: a C&C
     # client polls through one of them, while a machine's few stray lookups are scattered.
-    runs = {h: runs_of(set(range(24)) - hours) for h, hours in usual["usual"].items()}
+    runs = {h: runs_of(set(range(24)) - hours) for h, hours in usual["work"].items()}
     quiet_runs = runs_of(set(quiet))
     silent["period"] = [runs[h].get(int(x), int(x)) if h in runs else quiet_runs.get(int(x), int(x))
                         for h, x in zip(silent.src_ip, silent.hour)]
-    new_hosts = sorted(set(silent.src_ip) - set(usual["usual"]))
+    new_hosts = sorted(set(silent.src_ip) - set(usual["work"]))
     if new_hosts:  # their mix outside the quiet hours today: their own reference
         rest = new.filter(new.src_ip.isin(new_hosts) & ~new.hour.isin(quiet) if quiet else new.src_ip.isin(new_hosts))
         own = rest.group_by("src_ip").aggregate(n=rest.flows.sum(), d=rest.dns_flows.sum()).to_pandas()
@@ -343,19 +378,20 @@ def _silent_dns(ctx, spec, b, usual):
 
 
 def _silent_candidates(ctx, spec, b, usual, silent) -> list[dict]:
-    """Per host, its most surprising run of silent hours: the binomial chance of that many DNS
-    flows among its flows there at its usual DNS share (its own baseline day; a new host: the
-    larger of its peers' new_host_share_quantile and its own share in its other hours today)."""
+    """Per host, its most surprising run of away hours: the binomial chance of that many lonely
+    DNS events among its flows there at its usual DNS share (an upper bound of its lonely share:
+    its own baseline day; a new host: the larger of its peers' new_host_share_quantile and its own
+    share in its other hours today)."""
     if not len(silent):
         return []
-    per = silent.groupby(["src_ip", "period"]).agg(d=("dns_flows", "sum"), n=("flows", "sum"),
+    per = silent.groupby(["src_ip", "period"]).agg(d=("lonely", "sum"), dns=("dns_flows", "sum"), n=("flows", "sum"),
                                                    dns_up=("dns_up", "sum")).reset_index()
     per = per[per.d >= spec.num("min_flows")]
     peers_share = quantile(list(b.host_dns_share.values()), spec.num("new_host_share_quantile"), b.dns_share)
     mix = silent.attrs.get("new_host_mix", {})
     best: dict = {}
     for r in per.itertuples(index=False):
-        known = r.src_ip in usual["usual"]
+        known = r.src_ip in usual["work"]
         if known:
             p = b.host_dns_share.get(r.src_ip, b.dns_share)
         else:
@@ -364,8 +400,8 @@ def _silent_candidates(ctx, spec, b, usual, silent) -> list[dict]:
         p = min(max(p if p == p else 0.5, spec.num("min_dns_share")), 0.99)
         pval = binomial_tail(int(r.d), int(r.n), p)
         if pval <= spec.num("candidate_p") and (r.src_ip not in best or pval < best[r.src_ip]["p_value"]):
-            best[r.src_ip] = {"host": r.src_ip, "period": int(r.period), "dns": int(r.d), "flows": int(r.n),
-                              "dns_up": float(r.dns_up), "share": p, "p_value": pval, "known": known}
+            best[r.src_ip] = {"host": r.src_ip, "period": int(r.period), "dns": int(r.d), "all_dns": int(r.dns),
+                              "flows": int(r.n), "dns_up": float(r.dns_up), "share": p, "p_value": pval, "known": known}
     return list(best.values())
 
 
@@ -377,16 +413,18 @@ def _explain_silent(ctx, spec, b, usual, c) -> Alert:
               if regular else "")
     when = (f"active {fmt_hours(usual_h)} on the baseline day" if c["known"]
             else f"a host new today, judged against its peers; the network is quiet {fmt_hours(usual['quiet'])}")
-    msg = (f"sent {c['dns']:,} DNS queries to {top.dst_ip}{where(ctx, top.dst_ip)} at {fmt_hours(c['hours'])}, "
-           f"hours it is normally silent ({when}), with {c['flows'] - c['dns']:,} other flows then "
-           f"(DNS share {c['dns'] / c['flows']:.0%} vs {c['share']:.0%} "
-           f"{'of its usual traffic' if c['known'] else 'for its peers or its own other hours'}){rhythm}")
+    msg = (f"sent {c['dns']:,} DNS queries followed by no connection to {top.dst_ip}{where(ctx, top.dst_ip)} at "
+           f"{fmt_hours(c['hours'])}, hours its user is away ({when}), among {c['flows']:,} flows then "
+           f"(share {c['dns'] / c['flows']:.0%} vs {c['share']:.0%} DNS "
+           f"{'in its usual traffic' if c['known'] else 'for its peers or its own other hours'}){rhythm}; "
+           f"C&C over DNS needs no connection, name lookups are followed by one")
     ev = [
-        Evidence("DNS flows in the host's silent hours", "flows", observed=c["dns"], baseline=0,
+        Evidence(f"DNS queries in the host's away hours followed by no connection within "
+                 f"{spec.num('follow_window_s'):g} s", "events", observed=c["dns"], reference=c["all_dns"],
                  threshold=spec.num("min_flows")),
-        Evidence("DNS share of its traffic in those hours", "share", observed=round(c["dns"] / c["flows"], 3),
-                 baseline=round(c["share"], 3) if c["known"] else None,
-                 reference=None if c["known"] else round(c["share"], 3), threshold=spec.num("alone_share")),
+        Evidence("share of those among its flows in those hours (vs its usual DNS share)", "share",
+                 observed=round(c["dns"] / c["flows"], 3), baseline=round(c["share"], 3) if c["known"] else None,
+                 reference=None if c["known"] else round(c["share"], 3)),
         Evidence("chance of that many DNS flows among them at its usual DNS share", "probability",
                  observed=float(f"{c['p_value']:.3g}"), threshold=spec.num("candidate_p")),
         Evidence("chance of so regular gaps under random lookups", "probability",

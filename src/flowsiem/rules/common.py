@@ -55,10 +55,10 @@ def median(values, default: float = float("nan")) -> float:
 
 def mad(values) -> float:
     """Median absolute deviation from the median (unscaled)."""
-    from scipy.stats import median_abs_deviation
+    import numpy as np
 
     v = _values(values)
-    return float(median_abs_deviation(v)) if v.size else float("nan")
+    return float(np.median(np.abs(v - np.median(v)))) if v.size else float("nan")
 
 
 def log_center_spread(values, floor: float) -> tuple[float, float]:
@@ -113,30 +113,31 @@ def lower_fence(reference, z: float) -> float:
 def size_aware_z(n: int, rate: float) -> float:
     """The z a population of n normal members exceeds by chance on only `rate` of days: the normal
     quantile 1 - rate/n (the more members, the further out the largest one lies)."""
-    from scipy.stats import norm
+    from scipy.special import ndtri  # scipy.special: scipy.stats costs a second and a half to import
 
-    return float(norm.isf(rate / max(n, 1)))
+    return float(-ndtri(min(rate / max(n, 1), 0.5)))
 
 
 # --- chance ------------------------------------------------------------------------------------
 
 def binomial_tail(k: int, n: int, p: float) -> float:
     """P(X >= k) for X ~ Binomial(n, p)."""
-    from scipy.stats import binom
+    from scipy.special import bdtrc
 
     if k <= 0:
         return 1.0
     if n <= 0 or k > n:
         return 0.0
-    return float(binom.sf(k - 1, n, min(max(p, 1e-12), 1 - 1e-12)))
+    return float(bdtrc(k - 1, n, min(max(p, 1e-12), 1 - 1e-12)))
 
 
 def fisher(*pvalues: float) -> float:
-    """Fisher's combination of independent p-values (one p-value for all the cues together)."""
-    from scipy.stats import combine_pvalues
+    """Fisher's combination of independent p-values (one p-value for all the cues together):
+    P(chi-square with 2k degrees of freedom >= -2 sum(ln p))."""
+    from scipy.special import chdtrc
 
     ps = [min(max(float(p), 1e-300), 1.0) for p in pvalues]
-    return float(combine_pvalues(ps, method="fisher").pvalue)
+    return float(chdtrc(2 * len(ps), -2.0 * sum(math.log(p) for p in ps))) if ps else 1.0
 
 
 def wilson_lower(k, n, z: float):
@@ -211,11 +212,10 @@ def runs_of(hours: set) -> dict[int, int]:
 
 
 def usual_hours(ctx, margin_hours: int, core_share: float):
-    """{"active": host -> baseline hours with traffic, "usual": host -> usual hours, "quiet": the
-    network's quiet hours}, or None without host-hour baselines. A host's usual hours are its
-    working hours (hours with >= core_share of its busiest hour's flows) widened by margin_hours,
-    as start and end vary from day to day, plus any other hour it was active in (stray flows, not
-    widened). Every other hour is silence for that host."""
+    """{"active": host -> baseline hours with traffic, "work": host -> its working hours (hours with
+    >= core_share of its busiest hour's flows) widened by margin_hours, as start and end vary from
+    day to day, "usual": those plus any other hour it was active in (stray flows, a machine left on
+    overnight), "quiet": the network's quiet hours}, or None without host-hour baselines."""
     def build():
         hh = ctx.base_df("host_hours")
         if hh is None or not len(hh):
@@ -228,7 +228,7 @@ def usual_hours(ctx, margin_hours: int, core_share: float):
                    for h, g in core.groupby("src_ip").hour}
         usual = {h: hours | widened.get(h, set()) for h, hours in active.items()}
         quiet = [int(h) for h in (ctx.profile.get("hours") or {}).get("quiet_hours", [])]
-        return {"active": active, "usual": usual, "quiet": quiet}
+        return {"active": active, "usual": usual, "work": {h: widened.get(h, set()) for h in active}, "quiet": quiet}
     return ctx.cached(("common.usual_hours", int(margin_hours), float(core_share)), build)
 
 
@@ -293,10 +293,36 @@ def engine_table(ctx, df, columns=None):
     return ctx.engine.from_arrow(pa.Table.from_pandas(d, preserve_index=False))
 
 
+# Words that name a legal form or a generic part of an AS organisation's name, not the company.
+_ORG_FILLER = frozenset("""a ab ag and as asn b bhd bv co com company corp corporation de del des do e gmbh inc int
+    international jsc kft limited llc llp lp ltd nv of oao ooo oy pjsc plc pte pty s sa sarl sas sdn spa srl sro the
+    uab v zao""".split())
+
+
+def brand(org) -> str | None:
+    """The company behind an AS organisation name: its first distinctive word, so that one
+    provider's several ASes ("Akamai International B.V.", "Akamai Connected Cloud";
+    "AMAZON-02", "AMAZON-AES") count as one when asking whether the network already uses it."""
+    import re
+
+    if is_missing(org) or not str(org).strip():
+        return None
+    words = [w for w in re.findall(r"[a-z]+", str(org).lower()) if w not in _ORG_FILLER and len(w) > 1]
+    return words[0] if words else str(org).lower()
+
+
+def familiarity(ctx, ip) -> tuple[str | None, float]:
+    """(AS organisation of `ip`, the share of the internal hosts that used that organisation's
+    company -- its brand -- on the baseline day)."""
+    org = org_of(ctx, ip)
+    return org, (familiar_origins(ctx).get("brand", {}).get(brand(org), 0.0) if org else 0.0)
+
+
 def familiar_origins(ctx) -> dict:
-    """{"country": {cc: share}, "as_org": {org: share}}: the share of the internal hosts that
-    exchanged traffic with each country and AS organisation on the baseline day. The networks the
-    organisation itself uses every day (big clouds, CDNs, search engines) are not exotic."""
+    """{"country": {cc: share}, "as_org": {org: share}, "brand": {company: share}}: the share of
+    the internal hosts that exchanged traffic with each country, AS organisation and company on
+    the baseline day. The networks the organisation itself uses every day (big clouds, CDNs,
+    search engines) are not exotic."""
     def build():
         from ..network import INTERNAL_EXTERNAL
 
@@ -312,5 +338,8 @@ def familiar_origins(ctx) -> dict:
         for col in ("country", "as_org"):
             g = j.filter(j[col].notnull()).group_by(col).aggregate(h=j.src_ip.nunique()).to_pandas()
             out[col] = {k: float(h) / float(hosts) for k, h in zip(g[col], g.h)}
+        pairs = j.filter(j.as_org.notnull()).select("src_ip", "as_org").distinct().to_pandas()
+        pairs["brand"] = pairs.as_org.map(brand)
+        out["brand"] = (pairs.groupby("brand").src_ip.nunique() / float(hosts)).to_dict()
         return out
     return ctx.cached(("common.familiar_origins",), build)

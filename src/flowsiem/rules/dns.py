@@ -167,3 +167,53 @@ def dns_rhythm(ctx, flows, pairs_df) -> dict:
         b.pop("hist", None)
         out[(row.src_ip, row.dst_ip)] = b
     return out
+
+
+def lonely_events(ctx, dns, window_s: int):
+    """The DNS events (one per source, resolver and second) of the DNS flows `dns` (an Ibis
+    expression) that are NOT followed within window_s seconds by a connection other than DNS from
+    the same host. A lookup followed by the connection it was for is name resolution (an updater
+    checking in, a user opening a site); C&C over DNS carries its messages in the DNS itself and
+    needs no connection. Computed in the engine."""
+    import pandas as pd
+
+    ev = dns_events(dns)
+    f = ctx.flows
+    conn = f.filter((f.port != DNS_PORT).fill_null(True)).semi_join(ev.select("src_ip").distinct(), "src_ip")
+    conn = conn.select(c_src=conn.src_ip, c_sec=conn.ts.epoch_seconds().floor()).distinct()
+    offsets = engine_table(ctx, pd.DataFrame({"k": range(int(window_s) + 1)}))
+    shifted = ev.select("src_ip", "dst_ip", "sec").cross_join(offsets)
+    shifted = shifted.mutate(c_sec=shifted.sec + shifted.k)
+    followed = shifted.semi_join(conn, (shifted.src_ip == conn.c_src) & (shifted.c_sec == conn.c_sec))
+    return ev.anti_join(followed.select("src_ip", "dst_ip", "sec").distinct(), ["src_ip", "dst_ip", "sec"])
+
+
+def followed_share(ctx, pairs_df, window_s: int) -> dict:
+    """(host, resolver) -> the share of its DNS events followed within window_s seconds by a
+    connection (see lonely_events) beyond chance, for the given pairs: (followed - expected) /
+    (events - expected), where expected counts the events a busy host's other connections would
+    follow by coincidence (its connection-seconds per hour, as a Poisson rate)."""
+    import math
+
+
+    if pairs_df is None or not len(pairs_df):
+        return {}
+    dns = dns_flows(ctx).semi_join(engine_table(ctx, pairs_df, ["src_ip", "dst_ip"]), ["src_ip", "dst_ip"])
+    ev = dns_events(dns)
+    per_hour = ev.group_by("src_ip", "dst_ip", "hour").aggregate(events=ev.count()).to_pandas()
+    lone = lonely_events(ctx, dns, window_s)
+    k = lone.group_by("src_ip", "dst_ip").aggregate(lonely=lone.count()).to_pandas()
+    f = ctx.flows
+    conn = f.filter((f.port != DNS_PORT).fill_null(True)).semi_join(engine_table(ctx, pairs_df[["src_ip"]]), "src_ip")
+    conn = conn.select("src_ip", "hour", sec=conn.ts.epoch_seconds().floor()).distinct()
+    rate = conn.group_by("src_ip", "hour").aggregate(busy=conn.count()).to_pandas()
+    per_hour = per_hour.merge(rate, on=["src_ip", "hour"], how="left").fillna({"busy": 0})
+    chance = 1.0 - (-(per_hour.busy / 3600.0) * (int(window_s) + 1)).map(math.exp)
+    per_hour["expected"] = per_hour.events * chance
+    df = per_hour.groupby(["src_ip", "dst_ip"], as_index=False)[["events", "expected"]].sum()
+    df = df.merge(k, on=["src_ip", "dst_ip"], how="left").fillna({"lonely": 0})
+    out = {}
+    for s_, d, n, exp, lonely in df[["src_ip", "dst_ip", "events", "expected", "lonely"]].itertuples(index=False):
+        followed = n - lonely
+        out[(s_, d)] = max(0.0, (followed - exp) / (n - exp)) if n - exp > 0 else 0.0
+    return out

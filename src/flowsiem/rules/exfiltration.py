@@ -26,7 +26,7 @@ from ..alerts import Alert, Evidence
 from ..fmt import fmt_bytes
 from ..network import INTERNAL_EXTERNAL
 from . import rule
-from .common import (DNS_PORT, engine_table, familiar_origins, mean, median, num, orgs_of, past, quantile,
+from .common import (DNS_PORT, engine_table, familiarity, mean, median, num, orgs_of, past, quantile,
                      timestamp, usual_hours, where)
 from .dns import dns_baseline, dns_flows, dns_rhythm, dns_today, exempt_hosts
 
@@ -119,7 +119,7 @@ def _upload_units(ctx, spec, ref) -> list[dict]:
 
 def _unit(src, dst, level, g, total, base_up, addr_base_up, sources, pair_q, org, users) -> dict:
     """One candidate: base_up is the host's baseline upload to the unit (address or organisation),
-    addr_base_up to the unit's addresses of today (its own upload channel if > 0)."""
+    addr_base_up to the unit's addresses of today."""
     return {"src_ip": src, "dst_ip": dst, "level": level, "org": org, "up": float(g.up.sum()),
             "addr_base_up": float(addr_base_up),
             "silent_up": float(g.silent_up.sum()), "flows": int(g.flows.sum()), "hours": int(g.hour.nunique()),
@@ -143,13 +143,13 @@ def _judge_upload(ctx, spec, ref, u) -> dict | None:
         new_org = ((u["src_ip"], org) not in ref["host_orgs"]) if org else u["addr_base_up"] <= 0
         new_addr = u["addr_base_up"] <= 0
     else:      # a host new today has no history: an organisation the network does not use
-        new_org = (familiar_origins(ctx).get("as_org", {}).get(org, 0.0) if org else 0.0) < spec.num("familiar_host_share")
+        new_org = familiarity(ctx, u["dst_ip"])[1] < spec.num("familiar_host_share")
         new_addr = False
     extreme = u["up"] >= ref["extreme"]
     off_hours = known and u["silent_up"] >= spec.num("silent_share") * u["up"]
     # High: an organisation new for the host, or an extreme volume. Medium: a new address of an
     # organisation it uses (big providers rotate addresses: weaker), or mostly at hours it is silent.
-    # Low: its own upload channel (an address it already sent data to), in its working hours.
+    # Low: an address it already sent data to (its backup, sync or sharing service), in its hours.
     severity = None if (new_org or extreme) else "medium" if (new_addr or off_hours) else "low"
     score = mean(past(excess, own_thr), past(u["up"], peer_thr), float(new_org), past(u["up"], ref["extreme"]))
     return {**u, "known": known, "base_total": base_total, "excess": excess, "own_thr": own_thr,
@@ -173,7 +173,7 @@ def _explain_upload(ctx, spec, ref, v) -> Alert:
         why.append(f"a new address of {v['org']}, an organisation the host uses "
                    f"({fmt_bytes(ref['host_orgs'].get((v['src_ip'], v['org']), 0))} on its baseline day)")
     else:
-        why.append(f"the host's own upload channel ({fmt_bytes(v['addr_base_up'])} to it on its baseline day)"
+        why.append(f"an address the host already sent data to ({fmt_bytes(v['addr_base_up'])} on its baseline day)"
                    if v["known"] else f"{v['org']}, an organisation the network uses")
     why.append("new for the network" if new_net else f"rare: {v['sources']} host(s) on the baseline day" if rare
                else f"used by {v['sources']} hosts on the baseline day")
@@ -198,8 +198,8 @@ def _explain_upload(ctx, spec, ref, v) -> Alert:
                  reference=ref["peer_median"] if v["known"] else ref["peer_day_q"], threshold=v["own_thr"]),
         Evidence("destination's organisation new for the host", "flag", observed=bool(v["new_for_host"]),
                  baseline=None if not v["known"] else not v["new_for_host"]),
-        Evidence("upload to these addresses on the baseline day (the host's own channel if > 0)", "bytes",
-                 observed=int(v["up"]), baseline=int(v["addr_base_up"]) if v["known"] else None),
+        Evidence("upload to these addresses today vs on the baseline day (already used: its backup, sync or "
+                 "sharing service)", "bytes", observed=int(v["up"]), baseline=int(v["addr_base_up"]) if v["known"] else None),
         Evidence("upload at hours the host is silent", "bytes", observed=int(v["silent_up"]),
                  threshold=round(spec.num("silent_share") * v["up"])),
         Evidence("upload vs what nearly any host uploads in a whole day", "bytes", observed=int(v["up"]),
@@ -252,13 +252,13 @@ def _dns_per_host(ctx, spec, b):
 
 
 def _judge_tunnel(spec, b, peer, r) -> dict | None:
-    """Long queries AND a multiplied volume whose excess is more than nearly any host's whole day
+    """Long queries AND a multiplied volume whose excess is more than a typical host's whole day
     of DNS; or, whatever the query size, an extreme volume."""
     up, q50 = float(r.up), num(r.q50)
     own = b.host_dns_up.get(r.src_ip)
     has_base = own is not None and b.host_dns_flows.get(r.src_ip, 0) > 0
     base_up = own if has_base else peer["up_median"]
-    vol_thr = max(spec.num("own_ratio") * base_up, base_up + peer["up_q"])
+    vol_thr = max(spec.num("own_ratio") * base_up, base_up + spec.num("peer_excess") * peer["up_median"])
     size_thr = spec.num("size_ratio") * peer["query"]
     long_and_many = q50 >= size_thr and up >= vol_thr > 0
     extreme_thr = max(spec.num("volume_only_ratio") * base_up, peer["up_q"])

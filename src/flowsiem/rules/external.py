@@ -40,6 +40,7 @@ class ClientFeatures:
     """Per-client features of the test day, the reference population and its statistics."""
 
     def __init__(self, df, ref, hours, ref_hours, own_hours, profile, quiet: list[int], mode: str):
+        """ref_hours rows follow ref (the baseline clients, or today's); own_hours rows follow df."""
         self.df = df                    # pandas, one row per external client today (index: ip)
         self.ref = ref                  # pandas, the reference population (one row per client)
         self.hours = hours              # numpy (clients today x 24): flows per hour, rows as df
@@ -95,7 +96,8 @@ def _build_features(ctx, quiet_hour_share: float, min_clients: int) -> ClientFea
         return None
     agg = t.group_by(ip=t.src_ip).aggregate(
         flows=t.count(), up_bytes=t.up_bytes.sum().fill_null(0), down_bytes=t.down_bytes.sum().fill_null(0),
-        servers=t.dst_ip.nunique(), active_hours=t.hour.nunique(), first_ts=t.ts.min(), last_ts=t.ts.max())
+        servers=t.dst_ip.nunique(), ports=t.port.nunique(), active_hours=t.hour.nunique(), first_ts=t.ts.min(),
+        last_ts=t.ts.max())
     ch = t.group_by(ip=t.src_ip, hour=t.hour).aggregate(flows=t.count()).to_pandas()
     df = agg.to_pandas()
     if df.empty:
@@ -248,7 +250,29 @@ def _hour_rarity(fx: ClientFeatures, spec):
     st = fx.stat(("rarity", a, spec.num("min_flows")), calc)
     own = rarity(fx.own_hours) if fx.own_hours is not None else np.full(len(fx.df), np.nan)
     own = np.where(fx.df.known.to_numpy(), own, np.nan)
-    return rarity(fx.hours), own, st
+    return rarity(fx.hours), own, st, _weighted_low(fx.hours, w, spec.num("deep_share"))
+
+
+def _weighted_low(m, w, share):
+    """Per row of flows-per-hour m: the hour weight w below which only `share` of its flows lie
+    (flow-weighted quantile): "(1 - share) of its flows are at hours at least this rare"."""
+    import numpy as np
+
+    order = np.argsort(w)
+    cum = np.cumsum(m[:, order], axis=1) / np.maximum(m.sum(axis=1, keepdims=True), 1.0)
+    idx = np.minimum((cum <= share).sum(axis=1), len(w) - 1)  # first hour (by rarity) past the share
+    return w[order][idx]
+
+
+def _busiest_window_share(m, width: int):
+    """Per row of flows-per-hour m: the largest share of its flows in any `width` consecutive
+    hours (around midnight too). People keep to a part of the day; a machine spreads evenly."""
+    import numpy as np
+
+    tot = np.maximum(m.sum(axis=1), 1.0)
+    wrapped = np.concatenate([m, m[:, :width - 1]], axis=1)
+    c = np.cumsum(np.concatenate([np.zeros((len(m), 1)), wrapped], axis=1), axis=1)
+    return (c[:, width:width + DAY_HOURS] - c[:, :DAY_HOURS]).max(axis=1) / tot
 
 
 def _rare(fx: ClientFeatures, spec):
@@ -320,24 +344,20 @@ def _volume_evidence(row, v, fthr=None, bthr=None):
 @rule("external_abuse.request_flood")
 def request_flood(ctx, spec) -> list[Alert]:
     """Far more connections than the client population makes (and than the client itself made on
-    the baseline day). Four ways to get there, each with two independent cues:
-      extreme    daily flows beyond the population-size-aware fence AND several times the clients'
-                 (fitted) 99th percentile AND, with a clean servers day, beyond busiest_ratio x its
-                 busiest client (a busy ordinary client a little above yesterday's busiest is not a
-                 flood); a known client also >= own_ratio x its own day;
-      burst      the same on the client's busiest hour, against today's clients' busiest hours, AND
-                 that hour holds >= burst_share of its day (a short flood hides in an ordinary
-                 daily total);
-      self_jump  a known client, heavy for the population AND >= own_ratio_extreme x its own day;
-      around     heavy in both flows and bytes served AND keeping the clients' quiet hours."""
+    the baseline day). Three ways to get there, each with independent cues:
+      extreme  daily flows beyond the population-size-aware fence AND several times the clients'
+               (fitted) 99th percentile AND, with a clean servers day, beyond busiest_ratio x its
+               busiest client (a busy client a little above yesterday's busiest is day-to-day
+               variation, not a flood); a known client also >= own_ratio x its own day;
+      burst    the same on the client's busiest hour against the clients' busiest hours (a brute
+               force or short flood hides in an ordinary daily total); without a clean servers
+               day that hour must also hold >= burst_share of its day;
+      around   heavy in both flows and bytes served AND keeping the clients' quiet hours."""
     fx = client_features(ctx, spec)
     if _too_few(fx, spec):
         return []
-    paths, ctxv = _flood_paths(fx, spec)
-    out = []
-    for i, path in paths.items():
-        out.append(_explain_flood(fx, spec, i, path, ctxv))
-    return out
+    paths, c = _flood_paths(fx, spec)
+    return [_explain_flood(fx, spec, i, path, c) for i, path in paths.items()]
 
 
 def _flood_paths(fx, spec):
@@ -346,27 +366,29 @@ def _flood_paths(fx, spec):
     df = fx.df
     v, zf, zb = _volume(fx, spec)
     st, quiet_cue, lb = _quiet(fx, spec)
-    zthr, rate = spec.num("z_volume"), spec.num("extreme_false_alarm_rate")
+    zthr, rate, p99r = spec.num("z_volume"), spec.num("extreme_false_alarm_rate"), spec.num("extreme_min_p99_ratio")
     fence = max(size_aware_z(fx.n_ref, rate), zthr)
-    flows, own = df.flows.to_numpy(), df.own_flows.to_numpy()
-    known = ~np.isnan(own)
+    baseline = fx.mode == "baseline"
     own_ok = _own_ratio_ok(df, spec)
-    busiest = spec.num("busiest_ratio") * v["flows_max"] if fx.mode == "baseline" else 0.0
-    f_extreme = max(from_log_z(v["f_med"], v["f_sig"], fence), spec.num("extreme_min_p99_ratio") * v["flows_p99_fit"],
-                    busiest)
+    flows = df.flows.to_numpy()
+    f_extreme = max(from_log_z(v["f_med"], v["f_sig"], fence), p99r * v["flows_p99_fit"],
+                    spec.num("busiest_ratio") * v["flows_max"] if baseline else 0.0)
     extreme = (flows >= f_extreme) & own_ok
-    pk = fx.stat(("peak", spec.num("min_log_spread")),
-                 lambda: dict(zip(("med", "sig"), log_center_spread(df.peak_hour_flows, spec.num("min_log_spread")))))
-    peak_fence = max(size_aware_z(len(df), rate), zthr)
-    peak_thr = max(from_log_z(pk["med"], pk["sig"], peak_fence),
-                   spec.num("extreme_min_p99_ratio") * from_log_z(pk["med"], pk["sig"], Z99))
+    floor = spec.num("min_log_spread")
+
+    def peaks():
+        ref_peaks = fx.ref_hours.max(axis=1)
+        med, sig = log_center_spread(ref_peaks, floor)
+        return {"med": med, "sig": sig, "max": float(ref_peaks.max()) if len(ref_peaks) else 0.0}
+    pk = fx.stat(("peak", floor), peaks)
+    peak_fence = max(size_aware_z(len(fx.ref_hours), rate), zthr)
+    peak_thr = max(from_log_z(pk["med"], pk["sig"], peak_fence), p99r * from_log_z(pk["med"], pk["sig"], Z99),
+                   spec.num("busiest_ratio") * pk["max"] if baseline else 0.0)
     peak = df.peak_hour_flows.to_numpy()
-    burst = (peak >= peak_thr) & own_ok & (peak >= spec.num("burst_share") * flows)
-    self_jump = known & (zf >= zthr) & (flows >= spec.num("own_ratio_extreme") * np.nan_to_num(own))
+    burst = (peak >= peak_thr) & own_ok & (baseline | (peak >= spec.num("burst_share") * flows))
     around = (zf >= zthr) & (zb >= zthr) & quiet_cue & own_ok
-    paths = {}
-    for i in np.flatnonzero(extreme | burst | self_jump | around):
-        paths[i] = ("extreme" if extreme[i] else "burst" if burst[i] else "self_jump" if self_jump[i] else "around")
+    paths = {i: ("extreme" if extreme[i] else "burst" if burst[i] else "around")
+             for i in np.flatnonzero(extreme | burst | around)}
     return paths, {"v": v, "zf": zf, "zb": zb, "st": st, "lb": lb, "fence": fence, "f_extreme": f_extreme,
                    "pk": pk, "peak_thr": peak_thr, "zthr": zthr}
 
@@ -379,24 +401,23 @@ def _explain_flood(fx, spec, i, path, c) -> Alert:
                           b_mod if path == "around" else None)
     ev.append(Evidence("robust z of log flows vs the clients", "z", observed=round(float(c["zf"][i]), 2),
                        reference={"clients": fx.n_ref, "spread_log": round(v["f_sig"], 3)},
-                       threshold=round(c["fence"], 2) if path == "extreme" else c["zthr"]
-                       if path in ("self_jump", "around") else None))
+                       threshold=round(c["fence"], 2) if path == "extreme" else c["zthr"] if path == "around" else None))
     ev.append(Evidence("flows in its busiest hour", "flows", observed=int(row.peak_hour_flows),
                        reference={"median": round(math.exp(pk["med"]), 1),
-                                  "p99_fit": round(from_log_z(pk["med"], pk["sig"], Z99), 1), "clients": len(df)},
+                                  "p99_fit": round(from_log_z(pk["med"], pk["sig"], Z99), 1), "busiest": round(pk["max"], 1),
+                                  "clients": len(fx.ref_hours)},
                        threshold=round(c["peak_thr"], 1) if path == "burst" else None))
     if row.known:
         ev.append(Evidence("flows vs its own baseline day", "ratio", observed=round(float(row.flows / max(row.own_flows, 1)), 2),
-                           baseline=1.0, threshold=spec.num("own_ratio_extreme" if path == "self_jump" else "own_ratio")))
+                           baseline=1.0, threshold=spec.num("own_ratio")))
     qtxt = ""
     if fx.quiet_hours:
         ev.append(_quiet_evidence(fx, row, st, st["thr"]))
         qtxt = f", {fmt_share(row.quiet_share)} of them in the clients' quiet hours ({fmt_hours(fx.quiet_hours)})"
     how = {"extreme": ("far beyond what ordinary clients make" + (
                f" ({row.flows / v['flows_max']:.1f}x the busiest client of the baseline day)" if fx.mode == "baseline" else "")),
-           "burst": (f"{fmt_count(row.peak_hour_flows)} of them in a single hour, while today's clients' busiest hour "
-                     f"is typically {fmt_count(math.exp(pk['med']))} flows"),
-           "self_jump": f"{row.flows / max(row.own_flows, 1):.0f}x its own baseline day and heavy for the clients",
+           "burst": (f"{fmt_count(row.peak_hour_flows)} of them in a single hour, while {_ref_word(fx)}' busiest hour "
+                     f"is typically {fmt_count(math.exp(pk['med']))} flows (the busiest {fmt_count(pk['max'])})"),
            "around": f"heavy and around the clock (clients' median quiet-hour share {fmt_share(st['ref_med'])})"}[path]
     msg = (f"opened {fmt_count(row.flows)} connections (flows) to the public servers today "
            f"({fmt_bytes(row.down_bytes)} served){qtxt}: {how}; {_ref_word(fx)}: median {fmt_count(v['flows_median'])}, "
@@ -416,28 +437,37 @@ def _explain_flood(fx, spec, i, path, c) -> Alert:
 @rule("external_abuse.off_hours")
 def off_hours(ctx, spec) -> list[Alert]:
     """A client whose hours are improbable for the client population (hour rarity beyond the
-    population's size-aware fence and the min_rarity floor), mostly in the clients' quiet hours,
-    kept up over several hours, on enough flows to be a pattern, and unlike its own baseline day."""
+    population's size-aware fence), mostly in the clients' quiet hours, kept up over several
+    hours, on enough flows to be a pattern, unlike its own baseline day, AND either all of it in
+    hours hardly anyone uses (90 % of its flows at hours >= min_rarity x rarer than the busiest:
+    the deep night, not a long evening) or one more cue: heavy, from an origin few clients share,
+    or probing several services."""
     import numpy as np
 
     fx = client_features(ctx, spec)
     if _too_few(fx, spec):
         return []
-    rarity, own, st = _hour_rarity(fx, spec)
+    rarity, own, st, floor_rarity = _hour_rarity(fx, spec)
     fence = max(st["median"] + size_aware_z(len(fx.df), spec.num("extreme_false_alarm_rate")) * st["spread"],
-                math.log(spec.num("min_rarity")))
+                math.log(spec.num("min_improbable_rarity")))
     df = fx.df
     q = len(fx.quiet_hours)
     # mostly in the quiet hours: busier per hour there than in the others (Wilson lower bound), so
     # a flat around-the-clock client is left to request_flood and unusual_origin
     inverted = wilson_lower(df.quiet_flows, df.flows, spec.num("share_confidence_z")) >= \
         _share_at_rate(spec.num("night_rate_ratio"), q) if 0 < q < DAY_HOURS else np.zeros(len(df), bool)
-    hit = ((rarity >= fence) & inverted & (df.flows.to_numpy() >= spec.num("min_flows"))
-           & (df.active_hours.to_numpy() >= spec.num("min_active_hours")) & ~(own >= fence))
-    return [_explain_off_hours(fx, spec, i, rarity[i], own[i], st, fence) for i in np.flatnonzero(hit)]
+    improbable = ((rarity >= fence) & inverted & (df.flows.to_numpy() >= spec.num("min_flows"))
+                  & (df.active_hours.to_numpy() >= spec.num("min_active_hours")) & ~(own >= fence))
+    deep = floor_rarity >= math.log(spec.num("min_rarity"))
+    _, zf, _ = _volume(fx, spec)
+    cues = {"deep night": deep, "heavy": zf >= spec.num("z_volume"),
+            "probing": df.ports.to_numpy() >= spec.num("probe_ports")}
+    hit = improbable & np.logical_or.reduce(list(cues.values()))
+    return [_explain_off_hours(fx, spec, i, rarity[i], own[i], floor_rarity[i], st, fence,
+                               [k for k, v in cues.items() if v[i]]) for i in np.flatnonzero(hit)]
 
 
-def _explain_off_hours(fx, spec, i, rarity, own, st, fence) -> Alert:
+def _explain_off_hours(fx, spec, i, rarity, own, floor_rarity, st, fence, cues) -> Alert:
     import numpy as np
 
     row, ip = fx.df.iloc[i], fx.df.index[i]
@@ -451,6 +481,8 @@ def _explain_off_hours(fx, spec, i, rarity, own, st, fence) -> Alert:
                    reference={"median_client": round(math.exp(st["median"]), 2),
                               "p99_client": round(math.exp(st["p99"]), 2), "clients": st["clients"]},
                    threshold=round(math.exp(fence), 2)),
+          Evidence("90 % of its flows are at hours at least this many times less frequented than the busiest",
+                   "ratio", observed=round(math.exp(floor_rarity), 1), threshold=spec.num("min_rarity")),
           Evidence("its hours", "hours", observed=mine, reference={"busiest_hour": busiest,
                                                                   "quiet_hours": list(fx.quiet_hours)}),
           Evidence("share of the clients' activity in its busiest hours (each client weighs one)", "share",
@@ -462,6 +494,7 @@ def _explain_off_hours(fx, spec, i, rarity, own, st, fence) -> Alert:
                    threshold=round(_share_at_rate(spec.num("night_rate_ratio"), len(fx.quiet_hours)), 4)),
           Evidence("connections (flows) to the public servers", "flows", observed=int(row.flows),
                    baseline=None if not row.known else int(row.own_flows), threshold=spec.num("min_flows")),
+          Evidence("services (ports) it connected to", "ports", observed=int(row.ports), threshold=spec.num("probe_ports")),
           Evidence("hours with connections", "hours", observed=int(row.active_hours),
                    threshold=spec.num("min_active_hours"))]
     own_txt = (f"its baseline day: hours {math.exp(own):.1f}x rarer" if not is_missing(own) else
@@ -469,11 +502,11 @@ def _explain_off_hours(fx, spec, i, rarity, own, st, fence) -> Alert:
     msg = (f"opened {fmt_count(row.flows)} connections at {fmt_hours(mine)}, hours the client population hardly "
            f"uses: on average {math.exp(rarity):.0f}x less frequented than its busiest hour ({busiest:02d}h); "
            f"{_ref_word(fx)}: median {math.exp(st['median']):.1f}x, 99th percentile {math.exp(st['p99']):.1f}x; "
-           f"{own_txt}")
+           f"and {', '.join(cues)} ({int(row.ports)} port(s)); {own_txt}")
     return Alert(rule=spec, source_ip=ip, message=f"{ip}{_origin(row)} {msg}", evidence=ev,
                  score=past_linear(rarity, fence, math.log(10)), timestamp=row.first_ts,
                  details={"hour_rarity": round(math.exp(rarity), 2), "rarity_threshold": round(math.exp(fence), 2),
-                          "reference": fx.mode})
+                          "cues": cues, "reference": fx.mode})
 
 
 # --- external_abuse.bulk_download ----------------------------------------------------------------------
@@ -542,9 +575,9 @@ def _explain_bulk(fx, spec, i, st, v, z, zb, ratio) -> Alert:
 @rule("external_abuse.unusual_origin")
 def unusual_origin(ctx, spec) -> list[Alert]:
     """A client from a country or AS organisation that few clients come from and the internal
-    hosts do not use either, keeping the clients' quiet hours (around the clock), AND either heavy
-    in requests or machine-like: active through most hours of the day at whatever volume (low
-    and slow). Rarity alone is never enough."""
+    hosts do not use either, machine-like around the clock: active through most hours of the day
+    and keeping the clients' quiet hours, at whatever volume (heavy, or low and slow). Rarity
+    alone is never enough; neither is an evening-heavy rhythm."""
     import numpy as np
 
     fx = client_features(ctx, spec)
@@ -554,12 +587,13 @@ def unusual_origin(ctx, spec) -> list[Alert]:
     v, zf, zb = _volume(fx, spec)
     st, quiet_cue, lb = _quiet(fx, spec)
     heavy = zf >= spec.num("z_volume")
-    steady = df.active_hours.to_numpy() >= spec.num("around_min_hours")
-    hit = _rare(fx, spec) & quiet_cue & _own_ratio_ok(df, spec) & (heavy | steady)
-    return [_explain_origin(fx, spec, i, v, zf[i], zb[i], st, lb[i], heavy[i]) for i in np.flatnonzero(hit)]
+    window = _busiest_window_share(fx.hours, int(spec.num("window_hours")))
+    steady = (df.active_hours.to_numpy() >= spec.num("around_min_hours")) & (window <= spec.num("max_window_share"))
+    hit = _rare(fx, spec) & quiet_cue & _own_ratio_ok(df, spec) & steady
+    return [_explain_origin(fx, spec, i, v, zf[i], zb[i], st, lb[i], heavy[i], window[i]) for i in np.flatnonzero(hit)]
 
 
-def _explain_origin(fx, spec, i, v, zf, zb, st, lb, heavy) -> Alert:
+def _explain_origin(fx, spec, i, v, zf, zb, st, lb, heavy, window) -> Alert:
     row, ip = fx.df.iloc[i], fx.df.index[i]
     ev, words = [], []
     for col, what in (("country", "country"), ("as_org", "AS organisation")):
@@ -576,8 +610,12 @@ def _explain_origin(fx, spec, i, v, zf, zb, st, lb, heavy) -> Alert:
                     reference={"clients": fx.n_ref, "spread_log": round(v["f_sig"], 3)}, threshold=spec.num("z_volume")),
            Evidence("hours with connections (machine-like: active through most of the day)", "hours",
                     observed=int(row.active_hours), threshold=spec.num("around_min_hours")),
+           Evidence(f"largest share of its flows in any {int(spec.num('window_hours'))} consecutive hours (people keep to "
+                    f"a part of the day)", "share", observed=round(float(window), 3),
+                    threshold=spec.num("max_window_share")),
            _quiet_evidence(fx, row, st, st["thr"])]
-    how = "heavy in requests" if heavy else f"active in {int(row.active_hours)} of 24 hours at an ordinary volume (low and slow)"
+    how = (f"active in {int(row.active_hours)} of 24 hours, " +
+           ("heavy in requests" if heavy else "at an ordinary volume (low and slow)"))
     msg = (f"comes from an origin few clients share ({_ref_word(fx)}: {', '.join(words) or 'origin unknown'}; "
            f"rarely or never used by the internal hosts), {how}: {fmt_count(row.flows)} connections "
            f"({fmt_bytes(row.down_bytes)} served), {fmt_share(row.quiet_share)} of them in the clients' quiet hours "
