@@ -37,7 +37,7 @@ from ..fmt import fmt_duration, fmt_list, fmt_service
 from ..network import INTERNAL_EXTERNAL, INTERNAL_INTERNAL
 from . import rule
 from .beacon import beacon_score, beacon_stats
-from .common import DNS_PORT, engine_table, familiarity, mean, past, past_linear, row_mask, where
+from .common import DNS_PORT, engine_table, familiarity, mean, past, past_share, row_mask, where
 
 BEACON_KEYS = ("min_hosts", "max_prevalence", "min_connections", "min_active_hours", "min_score",
                "min_gap_regularity", "min_group_regularity", "min_gap_iqr_seconds", "min_size_iqr_bytes")
@@ -358,8 +358,8 @@ def _explain_peers(ctx, spec, host, hit, links, fan_svcs, poller) -> Alert:
     if poller is not None:
         evidence.append(Evidence("regularity of the fan-out's gaps (median over its links; a shared timer is a poller)",
                                  "score", observed=round(poller["regularity"], 3), threshold=spec.num("poller_regularity")))
-    score = mean(past(len(peers), 1), past(flows, spec.t("min_link_flows"), 50),
-                 past(hours, spec.t("min_link_hours")), float(bool(overlay_peers and fan_svcs)))
+    score = mean(past(len(peers), 1), past(flows, spec.t("min_link_flows")), past(hours, spec.t("min_link_hours")),
+                 float(bool(overlay_peers and fan_svcs)))
     top_peer = hit.sort_values("flows", ascending=False).iloc[0]
     return Alert(
         rule=spec, source_ip=host, message=message, evidence=evidence, score=score, severity="low" if notice else None,
@@ -421,9 +421,8 @@ def _explain_beacon(ctx, spec, dst, members, g, r) -> Alert:
         Evidence("hours with connections", "hours", observed=int(r.active_hours), baseline=0,
                  threshold=spec.t("min_active_hours")),
     ]
-    score = mean(past_linear(max(r.score, group_reg), spec.t("min_score"), 1 - spec.t("min_score")),
-                 past(len(members), spec.t("min_hosts")),
-                 past_linear(r.gap_regularity, spec.t("min_gap_regularity"), 1 - spec.t("min_gap_regularity")))
+    score = mean(past_share(max(r.score, group_reg), spec.t("min_score")), past(len(members), spec.t("min_hosts")),
+                 past_share(r.gap_regularity, spec.t("min_gap_regularity")))
     return Alert(
         rule=spec, source_ip=r.src_ip, message=message, evidence=evidence, score=score,
         severity="low" if familiar else None, destination_ip=dst, timestamp=r.first_ts, related=others,
@@ -442,26 +441,26 @@ def _explain_beacon(ctx, spec, dst, members, g, r) -> Alert:
 
 @rule("botnet.coordinated_group")
 def coordinated_group(ctx, spec) -> list[Alert]:
-    """Connected components of the graph whose edges are mutual new peer links, beaconing to the
-    same new, rare external destination, and polling the same new internal peer on a timer.
-    Every member that initiates is alerted with its own cues; a polled hub as the relay."""
+    """Connected components of the graph whose edges are new peer links of a peer-to-peer overlay,
+    beaconing to the same new, rare external destination, and polling the same new internal peer
+    on a timer. Every member is alerted with its own part; a polled hub as the relay."""
     links = lasting(new_links(ctx, spec.t("peer_service_min_pairs")), spec)
-    mutual = p2p_links(links, int(spec.num("min_relays")))
+    overlay = p2p_links(links, int(spec.num("min_relays")))
     bs, ext_groups = external_beacons(ctx, spec)
     rh, hub_groups = internal_hubs(ctx, spec)
     alerts = []
-    for members in _components(mutual, {**ext_groups, **{h: m + [h] for h, m in hub_groups.items()}}):
+    for members in _components(overlay, {**ext_groups, **{h: m + [h] for h, m in hub_groups.items()}}):
         if len(members) < spec.t("min_group_size"):
             continue
         mset = set(members)
-        group = {"members": members, "mutual": mutual[mutual.src_ip.isin(mset)],
+        group = {"members": members, "overlay": overlay[overlay.src_ip.isin(mset)],
                  "dsts": {d: m for d, m in ext_groups.items() if mset & set(m)},
                  "hubs": {d: m for d, m in hub_groups.items() if d in mset}}
         group["hub_rows"] = rh[rh.dst_ip.isin(list(group["hubs"])) & rh.src_ip.isin(mset) & rh.member]
         for host in members:
-            a = _explain_member(ctx, spec, host, group, bs)
-            if a is not None:
-                alerts.append(a)
+            m = _member_part(ctx, spec, host, group, bs)
+            if m is not None:
+                alerts.append(_explain_member(ctx, spec, host, group, m))
     return alerts
 
 
@@ -491,39 +490,46 @@ def _components(links, shared: dict) -> list[list[str]]:
     return [sorted(c) for c in comps.values()]
 
 
-def _explain_member(ctx, spec, host, group, bs) -> Alert | None:
-    members, ml, dsts, hubs, hub_rows = (group[k] for k in ("members", "mutual", "dsts", "hubs", "hub_rows"))
-    hl = ml[(ml.src_ip == host) | (ml.dst_ip == host)]
-    hb = bs[(bs.src_ip == host) & bs.dst_ip.isin(list(dsts)) & bs.member] if dsts else bs.iloc[:0]
-    hh = hub_rows[hub_rows.src_ip == host]
-    polled = hub_rows[hub_rows.dst_ip == host]
-    others = [m for m in members if m != host]
-    cues = []
+def _member_part(ctx, spec, host, group, bs) -> dict | None:
+    """What `host` itself does in its group: its overlay links, its beacons to the shared
+    destinations, its polls of the group's relay, or being the relay; the cues in words, and
+    whether its only cue is a shared timer to a company most of the network uses (a notice)."""
+    ml, dsts, hubs, hub_rows = (group[k] for k in ("overlay", "dsts", "hubs", "hub_rows"))
+    m = {"links": ml[(ml.src_ip == host) | (ml.dst_ip == host)],
+         "beacons": bs[(bs.src_ip == host) & bs.dst_ip.isin(list(dsts)) & bs.member] if dsts else bs.iloc[:0],
+         "polls": hub_rows[hub_rows.src_ip == host], "polled": hub_rows[hub_rows.dst_ip == host], "cues": []}
+    hl, hb, hh, polled = m["links"], m["beacons"], m["polls"], m["polled"]
     if len(hl):
-        cues.append(f"{hl.pair.nunique()} new peer link(s) in a peer-to-peer overlay on "
-                    f"{', '.join(sorted({fmt_service(p, q) for p, q in zip(hl.proto, hl.port)}))} "
-                    f"({int(hl.flows.sum())} flows)")
+        m["cues"].append(f"{hl.pair.nunique()} new peer link(s) in a peer-to-peer overlay on "
+                         f"{', '.join(sorted({fmt_service(p, q) for p, q in zip(hl.proto, hl.port)}))} "
+                         f"({int(hl.flows.sum())} flows)")
     if len(hb):
         r0 = hb.sort_values("score").iloc[-1]
-        cues.append(f"beacons to new destination {r0.dst_ip}{where(ctx, r0.dst_ip)} every ~{fmt_duration(r0.gap_med)} "
-                    f"like {len(dsts[r0.dst_ip]) - 1} other member(s)")
+        m["cues"].append(f"beacons to new destination {r0.dst_ip}{where(ctx, r0.dst_ip)} every "
+                         f"~{fmt_duration(r0.gap_med)} like {len(dsts[r0.dst_ip]) - 1} other member(s)")
     if len(hh):
         r0 = hh.sort_values("score").iloc[-1]
-        cues.append(f"polls new internal peer {r0.dst_ip} on {fmt_service(r0.proto, r0.port)} every "
-                    f"~{fmt_duration(r0.gap_med)} like {len(hubs[r0.dst_ip]) - 1} other member(s)")
+        m["cues"].append(f"polls new internal peer {r0.dst_ip} on {fmt_service(r0.proto, r0.port)} every "
+                         f"~{fmt_duration(r0.gap_med)} like {len(hubs[r0.dst_ip]) - 1} other member(s)")
     if len(polled):
-        cues.append(f"is polled on a timer by {polled.src_ip.nunique()} internal host(s) it never talked to on "
-                    f"{', '.join(sorted({fmt_service(p, q) for p, q in zip(polled.proto, polled.port)}))} "
-                    f"(every ~{fmt_duration(polled.gap_med.median())}): the group's relay")
-    if not cues:
+        m["cues"].append(f"is polled on a timer by {polled.src_ip.nunique()} internal host(s) it never talked to on "
+                         f"{', '.join(sorted({fmt_service(p, q) for p, q in zip(polled.proto, polled.port)}))} "
+                         f"(every ~{fmt_duration(polled.gap_med.median())}): the group's relay")
+    if not m["cues"]:
         return None
-    # a member whose only cue is a shared beacon to a new address of an organisation most of the
-    # network uses (a deployment looks like this) is a notice
-    familiar = (not len(hl) and not len(hh) and not len(polled)
-                and all(familiarity(ctx, d)[1] >= spec.num("familiar_host_share") for d in set(hb.dst_ip)))
-    if familiar:
-        cues.append("the destination's organisation is one most hosts use daily: software deployed on several "
-                    "machines polls like this")
+    m["familiar"] = (not len(hl) and not len(hh) and not len(polled)
+                     and all(familiarity(ctx, d)[1] >= spec.num("familiar_host_share") for d in set(hb.dst_ip)))
+    if m["familiar"]:
+        m["cues"].append("the destination's company is one the network uses daily: software deployed on several "
+                         "machines polls like this")
+    m["rhythm"] = [float(x) for x in list(hb.score) + list(hh.score) + list(polled.score)]
+    return m
+
+
+def _explain_member(ctx, spec, host, group, m) -> Alert:
+    members, ml, dsts, hubs, hub_rows = (group[k] for k in ("members", "overlay", "dsts", "hubs", "hub_rows"))
+    hl, hb, hh, polled, cues, rhythm = (m[k] for k in ("links", "beacons", "polls", "polled", "cues", "rhythm"))
+    others = [x for x in members if x != host]
     base = []
     svcs = sorted({fmt_service(p, q) for p, q in zip(ml.proto, ml.port)})
     if svcs:
@@ -537,7 +543,6 @@ def _explain_member(ctx, spec, host, group, bs) -> Alert | None:
     message = (f"member of a group of {len(members)} internal hosts acting together "
                f"(with {fmt_list(others)}): {'; '.join(cues)}; baseline day: {' and '.join(base)}")
     link_flows = int(ml.flows.sum())
-    rhythm = [float(x) for x in list(hb.score) + list(hh.score) + list(polled.score)]
     evidence = [
         Evidence("hosts in the group (new mutual links, a shared new beacon destination or internal peer)",
                  "hosts", observed=len(members), baseline=0, threshold=spec.t("min_group_size")),
@@ -554,8 +559,8 @@ def _explain_member(ctx, spec, host, group, bs) -> Alert | None:
     if rhythm:
         evidence.append(Evidence("the host's beacon score to the shared destination (RITA-style)", "score",
                                  observed=round(max(rhythm), 3), threshold=spec.t("min_score")))
-    score = mean(past(len(members), spec.t("min_group_size")), past(len(cues), 1, 3),
-                 max(rhythm) if rhythm else past(max(link_flows, 1), spec.t("min_link_flows"), 50))
+    score = mean(past(len(members), spec.t("min_group_size")), past(len(cues), 1),
+                 max(rhythm) if rhythm else past(link_flows, spec.t("min_link_flows")))
     own = hl[hl.src_ip == host].sort_values("flows")
     first = own if len(own) else hb if len(hb) else hh if len(hh) else None
     if first is None:  # the relay only receives: its pollers are in related_ips
@@ -566,7 +571,7 @@ def _explain_member(ctx, spec, host, group, bs) -> Alert | None:
     ts = [t for t in (x.first_ts.min() for x in (hl, hb, hh, polled) if len(x)) if t is not None and t == t]
     return Alert(
         rule=spec, source_ip=host, message=message, evidence=evidence, score=min(1.0, score),
-        severity="low" if familiar else None, destination_ip=dst, timestamp=min(ts) if ts else None,
+        severity="low" if m["familiar"] else None, destination_ip=dst, timestamp=min(ts) if ts else None,
         related=others + sorted(set(hubs) - set(members)),
         example_port=port if port >= 0 else None,
         details={"group": members, "peer_services": sorted(set(svcs) | {fmt_service(p, q) for p, q in

@@ -38,7 +38,7 @@ from ..fmt import fmt_duration, fmt_hours
 from . import rule
 from .beacon import RHYTHM_P_FLOOR
 from .common import (DNS_PORT, MAD_TO_SIGMA, binomial_tail, engine_table, familiarity, fisher, is_internal,
-                     mad, mean, median, past, past_linear, past_p, quantile, runs_of, timestamp, usual_hours,
+                     mad, mean, median, past, past_p, past_share, quantile, runs_of, timestamp, usual_hours,
                      where)
 from .dns import (NO_RHYTHM, FROM_INTERNAL, dns_baseline, dns_flows, dns_rhythm, dns_today, exempt_hosts, followed_share,
                   lonely_events, tunnel_like)
@@ -221,7 +221,7 @@ def periodic_dns(ctx, spec) -> list[Alert]:
                                                _host_up_today(ctx).get(r.src_ip, 0.0), spec)
         if tunnel:
             continue
-        score = mean(past_linear(bs["score"], spec.num("beacon_score"), 1 - spec.num("beacon_score")),
+        score = mean(past_share(bs["score"], spec.num("beacon_score")),
                      min(1.0, math.log10(max(bs["rhythm_p"], RHYTHM_P_FLOOR)) / math.log10(RHYTHM_P_FLOOR)))
         if r.src_ip not in found or score > found[r.src_ip]["score"]:
             found[r.src_ip] = {"dst": r.dst_ip, "row": r, "bs": bs, "score": score, "base_pair": base_pair,
@@ -319,8 +319,11 @@ def dns_silent_hours(ctx, spec) -> list[Alert]:
         c["combined"] = fisher(c["p_value"], c["rhythm"]["rhythm_p"])
         tunnel, c["q_ratio"], c["v_ratio"] = tunnel_like(b, c["host"], c["dns_up"] / max(c["dns"], 1),
                                                          _host_up_today(ctx).get(c["host"], 0.0), spec)
-        if c["span_min"] < spec.num("min_span_minutes") or tunnel or c["combined"] > spec.num("alpha"):
-            continue  # one burst of lookups, DNS tunnelling (exfiltration's), or chance and irregular
+        rp = c["rhythm"]["rhythm_p"]
+        evidence = ((c["combined"] <= spec.num("alpha") and rp <= spec.num("regular_p"))
+                    or (rp <= spec.num("rhythm_alpha") and c["rhythm"]["events"] >= spec.num("min_events")))
+        if c["span_min"] < spec.num("min_span_minutes") or tunnel or not evidence:
+            continue  # one burst of lookups, DNS tunnelling (exfiltration's), or stray lookups without a rhythm
         alerts.append(_explain_silent(ctx, spec, b, usual, c))
     return alerts
 
@@ -397,9 +400,13 @@ def _silent_candidates(ctx, spec, b, usual, silent) -> list[dict]:
         else:
             n, d = mix.get(r.src_ip, (0, 0))
             p = max(peers_share, d / n if n else 0.0)
-        p = min(max(p if p == p else 0.5, spec.num("min_dns_share")), 0.99)
+        p = max(p if p == p else b.dns_share, spec.num("min_dns_share"))
         pval = binomial_tail(int(r.d), int(r.n), p)
-        if pval <= spec.num("candidate_p") and (r.src_ip not in best or pval < best[r.src_ip]["p_value"]):
+        # a run of away hours goes on if its lone DNS is surprising, or numerous enough for a rhythm
+        # (a machine left on overnight keeps its agents' traffic: the share cannot tell there)
+        if not (pval <= spec.num("candidate_p") or r.d >= spec.num("min_events")):
+            continue
+        if r.src_ip not in best or pval < best[r.src_ip]["p_value"]:
             best[r.src_ip] = {"host": r.src_ip, "period": int(r.period), "dns": int(r.d), "all_dns": int(r.dns),
                               "flows": int(r.n), "dns_up": float(r.dns_up), "share": p, "p_value": pval, "known": known}
     return list(best.values())

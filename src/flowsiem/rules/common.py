@@ -17,10 +17,12 @@ DAY_HOURS = 24
 MAD_TO_SIGMA = 1.4826  # MAD x this estimates the standard deviation of a normal distribution
 
 # How far past its threshold an observation is, in [0, 1]; it scales an alert's risk score
-# between 0.6 and 1.0 of its severity's base risk. Ratio-scale evidence (bytes, flows) is full at
-# ten times its threshold (an order of magnitude past it); probabilities at 1e-12 (far beyond any
-# chance a day of flows can produce).
+# between 0.6 and 1.0 of its severity's base risk. Ratio-scale evidence (bytes, flows, hour
+# rarity) is full at ten times its threshold (an order of magnitude past it); z-scores two
+# standard deviations past their fence; shares and [0, 1] scores half-way from their threshold
+# to 1; probabilities at 1e-12 (far beyond any chance a day of flows can produce).
 RATIO_SPAN = 10.0
+Z_SPAN = 2.0
 P_FLOOR = 1e-12
 
 
@@ -169,11 +171,22 @@ def past(observed, threshold, span: float = RATIO_SPAN) -> float:
 
 
 def past_linear(observed, threshold, width) -> float:
-    """0 at the threshold, 1 at threshold + width (z-scores, shares)."""
+    """0 at the threshold, 1 at threshold + width."""
     o, t, w = num(observed, float("nan")), num(threshold, float("nan")), num(width, float("nan"))
     if o != o or t != t or w != w or w <= 0:
         return 0.0
     return min(max((o - t) / w, 0.0), 1.0)
+
+
+def past_z(z, fence) -> float:
+    """A z-score past its fence: 0 at the fence, 1 at Z_SPAN further."""
+    return past_linear(z, fence, Z_SPAN)
+
+
+def past_share(x, threshold) -> float:
+    """A share or a [0, 1] score past its threshold: 0 there, 1 half-way to 1."""
+    t = num(threshold, float("nan"))
+    return past_linear(x, t, max((1.0 - t) / 2, 1e-9)) if t == t else 0.0
 
 
 def past_p(p) -> float:
@@ -212,23 +225,32 @@ def runs_of(hours: set) -> dict[int, int]:
 
 
 def usual_hours(ctx, margin_hours: int, core_share: float):
-    """{"active": host -> baseline hours with traffic, "work": host -> its working hours (hours with
-    >= core_share of its busiest hour's flows) widened by margin_hours, as start and end vary from
-    day to day, "usual": those plus any other hour it was active in (stray flows, a machine left on
-    overnight), "quiet": the network's quiet hours}, or None without host-hour baselines."""
+    """The hours each host keeps, from its baseline day: {"active": host -> hours with traffic,
+    "work": host -> its working hours widened by margin_hours (start and end vary from day to
+    day), "usual": work plus any other active hour (stray flows, a machine left on overnight),
+    "level": host -> the hourly flows from which an hour is a working hour, "quiet": the network's
+    quiet hours}, or None without host-hour baselines. A working hour carries at least core_share
+    of the way from the host's idle level (its quietest quarter of the day: zero for a machine
+    switched off, the agents' trickle for one left on) to its busiest hour."""
     def build():
+        import numpy as np
+
         hh = ctx.base_df("host_hours")
         if hh is None or not len(hh):
             return None
-        hh = hh[hh.flows > 0]
-        busiest = hh.groupby("src_ip").flows.transform("max")
-        core = hh[hh.flows >= core_share * busiest]
-        active = {h: set(int(x) for x in g) for h, g in hh.groupby("src_ip").hour}
-        widened = {h: {(int(x) + d) % DAY_HOURS for x in g for d in range(-margin_hours, margin_hours + 1)}
-                   for h, g in core.groupby("src_ip").hour}
-        usual = {h: hours | widened.get(h, set()) for h, hours in active.items()}
+        m = hh.pivot_table(index="src_ip", columns="hour", values="flows", aggfunc="sum", fill_value=0)
+        m = m.reindex(columns=range(DAY_HOURS), fill_value=0)
+        v = m.to_numpy(dtype=float)
+        idle = np.quantile(v, 0.25, axis=1)  # a quarter of the day: the night of a machine left on
+        level = idle + core_share * (v.max(axis=1) - idle)
+        work_mask = (v >= level[:, None]) & (v > idle[:, None])
+        hosts = list(m.index)
+        active = {h: set(np.flatnonzero(v[i] > 0).tolist()) for i, h in enumerate(hosts)}
+        work = {h: {(int(x) + d) % DAY_HOURS for x in np.flatnonzero(work_mask[i]) for d in
+                    range(-margin_hours, margin_hours + 1)} for i, h in enumerate(hosts)}
         quiet = [int(h) for h in (ctx.profile.get("hours") or {}).get("quiet_hours", [])]
-        return {"active": active, "usual": usual, "work": {h: widened.get(h, set()) for h in active}, "quiet": quiet}
+        return {"active": active, "work": work, "usual": {h: active[h] | work[h] for h in hosts},
+                "level": dict(zip(hosts, level.tolist())), "quiet": quiet}
     return ctx.cached(("common.usual_hours", int(margin_hours), float(core_share)), build)
 
 

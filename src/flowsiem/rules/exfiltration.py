@@ -80,7 +80,7 @@ def _upload_reference(ctx, spec):
 
 def _upload_units(ctx, spec, ref) -> list[dict]:
     """Candidate (host, destination) and (host, organisation) uploads today, with how much of each
-    left at hours the host is silent. Only hosts whose whole day could pass the own-baseline cue."""
+    left while the host was otherwise idle. Only hosts whose whole day could pass the own-baseline cue."""
     eh = ctx.edge_hours
     t = eh.filter((eh.traffic_class == INTERNAL_EXTERNAL) & (eh.port != DNS_PORT))
     today = t.group_by("src_ip", "dst_ip", "hour").aggregate(up=t.up_bytes.sum(), flows=t.flows.sum(),
@@ -95,8 +95,7 @@ def _upload_units(ctx, spec, ref) -> list[dict]:
     if not len(cand):
         return []
     df = today.semi_join(engine_table(ctx, cand, ["src_ip"]), "src_ip").to_pandas()
-    uh = usual_hours(ctx, int(spec.num("margin_hours")), spec.num("core_share")) or {"usual": {}}
-    df["silent"] = [h in uh["usual"] and int(x) not in uh["usual"][h] for h, x in zip(df.src_ip, df.hour)]
+    df["silent"] = _silent(ctx, spec, df, cand)
     df["silent_up"] = df.up.where(df.silent, 0)
     df["org"] = orgs_of(ctx, df.dst_ip).to_numpy()
     users_today = df.groupby("dst_ip").src_ip.nunique()
@@ -115,6 +114,25 @@ def _upload_units(ctx, spec, ref) -> list[dict]:
                                    addr_base, ref["org_sources"].get(org, 0), ref["org_pair_q"], org=org,
                                    users=int(users_today.reindex(g.dst_ip.unique()).max())))
     return units
+
+
+def _silent(ctx, spec, df, cand):
+    """Per (host, destination, hour) row: is the host otherwise idle then? Outside its working hours
+    of the baseline day AND its other traffic that hour today below its working-hours level (a late
+    or night worker is at the machine; a machine left on only runs its agents)."""
+    import numpy as np
+
+    uh = usual_hours(ctx, int(spec.num("margin_hours")), spec.num("core_share"))
+    if uh is None or not len(df):
+        return np.zeros(len(df), bool)
+    e = ctx.edge_hours
+    per_hour = e.semi_join(engine_table(ctx, cand, ["src_ip"]), "src_ip").group_by("src_ip", "hour").aggregate(
+        flows=e.flows.sum()).to_pandas()
+    hour_flows = {(s_, int(h)): int(n) for s_, h, n in per_hour.itertuples(index=False)}
+    other = np.array([hour_flows.get((s_, int(h)), 0) - int(n) for s_, h, n in zip(df.src_ip, df.hour, df.flows)])
+    away = np.array([s_ in uh["work"] and int(h) not in uh["work"][s_] for s_, h in zip(df.src_ip, df.hour)])
+    level = df.src_ip.map(uh["level"]).fillna(np.inf).to_numpy()
+    return away & (other < level)
 
 
 def _unit(src, dst, level, g, total, base_up, addr_base_up, sources, pair_q, org, users) -> dict:
@@ -178,7 +196,7 @@ def _explain_upload(ctx, spec, ref, v) -> Alert:
     why.append("new for the network" if new_net else f"rare: {v['sources']} host(s) on the baseline day" if rare
                else f"used by {v['sources']} hosts on the baseline day")
     if v["off_hours"]:
-        why.append(f"{fmt_bytes(v['silent_up'])} of it at hours the host is otherwise silent")
+        why.append(f"{fmt_bytes(v['silent_up'])} of it while the host was otherwise idle, outside its working hours")
     if v["extreme"]:
         why.append(f"beyond {spec.num('extreme_ratio'):g}x what nearly any host uploads in a whole day")
     elif v["severity"] == "low":
@@ -200,7 +218,7 @@ def _explain_upload(ctx, spec, ref, v) -> Alert:
                  baseline=None if not v["known"] else not v["new_for_host"]),
         Evidence("upload to these addresses today vs on the baseline day (already used: its backup, sync or "
                  "sharing service)", "bytes", observed=int(v["up"]), baseline=int(v["addr_base_up"]) if v["known"] else None),
-        Evidence("upload at hours the host is silent", "bytes", observed=int(v["silent_up"]),
+        Evidence("upload while the host is otherwise idle, outside its working hours", "bytes", observed=int(v["silent_up"]),
                  threshold=round(spec.num("silent_share") * v["up"])),
         Evidence("upload vs what nearly any host uploads in a whole day", "bytes", observed=int(v["up"]),
                  reference=ref["peer_day_q"], threshold=ref["extreme"]),
@@ -265,7 +283,8 @@ def _judge_tunnel(spec, b, peer, r) -> dict | None:
     extreme = up >= extreme_thr > 0
     if up <= 0 or not (long_and_many or extreme):
         return None
-    score = (mean(past(up, vol_thr), past(q50, size_thr, 4.0)) if long_and_many else 0.5 * past(up, extreme_thr))
+    # volume alone is the weaker path: half the score
+    score = mean(past(up, vol_thr), past(q50, size_thr)) if long_and_many else mean(past(up, extreme_thr), 0.0)
     return {"row": r, "has_base": has_base, "base_up": base_up, "vol_thr": vol_thr if long_and_many else extreme_thr,
             "size_thr": size_thr, "score": score, "long": long_and_many,
             "cues": "long queries, many more of them" if long_and_many else "DNS volume alone"}

@@ -28,8 +28,8 @@ import math
 from ..alerts import Alert, Evidence
 from ..fmt import fmt_bytes, fmt_count, fmt_hours, fmt_share, is_missing
 from . import rule
-from .common import (DAY_HOURS, MAD_TO_SIGMA, familiar_origins, from_log_z, log_center_spread, log_z, mad,
-                     past_linear, quantile, quiet_hours, size_aware_z, wilson_lower)
+from .common import (DAY_HOURS, MAD_TO_SIGMA, familiar_origins, from_log_z, log_center_spread, log_z, mad, mean,
+                     past, past_share, past_z, quantile, quiet_hours, size_aware_z, wilson_lower)
 
 Z99 = 2.3263  # the standard normal 99th percentile: "the clients' 99th percentile" of a fitted log-normal
 
@@ -89,8 +89,41 @@ def _hour_profile(matrix):
 
 
 def _build_features(ctx, quiet_hour_share: float, min_clients: int) -> ClientFeatures | None:
+    """Today's clients (one engine aggregation), the reference population and the two joined."""
     import numpy as np
 
+    today = _clients_today(ctx)
+    if today is None:
+        return None
+    df, hours = today
+    ref, ref_hours, own_hours, profile, quiet, mode = _reference(ctx, df, hours, quiet_hour_share, min_clients)
+    df["quiet_flows"] = hours[:, np.isin(np.arange(DAY_HOURS), quiet)].sum(axis=1)
+    df["quiet_share"] = df.quiet_flows / df.flows
+    if mode == "baseline":
+        ref["quiet_share"] = ref.quiet_hour_flows / ref.flows.clip(lower=1)
+        own = ref.reindex(df.index)
+        for c in ("flows", "down_bytes", "quiet_share", "bytes_per_flow"):
+            df[f"own_{c}"] = own[c]
+        df["own_quiet_flows"] = own.quiet_hour_flows
+    else:
+        ref["quiet_share"] = df.quiet_share
+        for c in ("own_flows", "own_down_bytes", "own_quiet_share", "own_bytes_per_flow", "own_quiet_flows"):
+            df[c] = np.nan
+    df["known"] = df.own_flows.notna()
+    # Origin prevalence: the share of the reference clients from the same country / AS organisation,
+    # and the share of the internal hosts that used it on the baseline day (big clouds, CDNs and
+    # search engines the organisation itself uses daily are not exotic).
+    fam = familiar_origins(ctx)
+    for col in ("country", "as_org"):
+        shares = ref[col].fillna("unknown").value_counts(normalize=True)
+        df[f"{col}_share"] = df[col].fillna("unknown").map(shares).fillna(0.0).astype(float)
+        df.loc[df[col].isna() | df[col].isin(["unknown", "private"]), f"{col}_share"] = np.nan
+        df[f"{col}_host_share"] = df[col].map(fam.get(col, {})).fillna(0.0).astype(float)
+    return ClientFeatures(df, ref, hours, ref_hours, own_hours, profile, quiet, mode)
+
+
+def _clients_today(ctx):
+    """(per-client table indexed by ip, flows-per-hour matrix) of today's external clients, or None."""
     t = ctx.servers
     if t is None:
         return None
@@ -119,53 +152,33 @@ def _build_features(ctx, quiet_hour_share: float, min_clients: int) -> ClientFea
     hours = _hour_matrix(ch, df.index)
     df["peak_hour_flows"] = hours.max(axis=1)
     df["bytes_per_flow"] = df.down_bytes / df.flows
+    return df, hours
+
+
+def _reference(ctx, df, hours, quiet_hour_share, min_clients):
+    """(ref, ref_hours, own_hours, hour profile, quiet hours, mode): the clean servers day's clients
+    when the profile has enough of them ("baseline"), else today's clients ("today")."""
+    import numpy as np
 
     base = ctx.base_df("clients")
     if base is not None and "internal" in base:
         base = base[~base["internal"].fillna(False).astype(bool)]
     ps = (ctx.profile.get("public_servers") or {}).get("clients") or {}
-    own_hours = None
-    if base is not None and len(base) >= min_clients and "quiet_hours" in ps:
-        mode, quiet = "baseline", sorted(int(h) for h in ps["quiet_hours"])
-        ref = base.copy().set_index("ip")
-        for c in ("flows", "down_bytes", "up_bytes", "quiet_hour_flows"):
-            if c in ref:
-                ref[c] = ref[c].fillna(0).astype("float64")
-        ref["bytes_per_flow"] = ref.down_bytes / ref.flows.clip(lower=1)
-        bh = ctx.base_df("client_hours")
-        # (a profile written before client hours were kept: today's rhythm stands in)
-        ref_hours = _hour_matrix(bh, ref.index) if bh is not None else hours
-        own_hours = _hour_matrix(bh, df.index) if bh is not None else None
-        profile = np.asarray(ps["hour_profile"], dtype=float) if ps.get("hour_profile") else _hour_profile(ref_hours)
-    else:  # no clean servers day, or one with too few external clients: today's clients
-        mode, ref_hours = "today", hours
+    if base is None or len(base) < min_clients or "quiet_hours" not in ps:
         profile = _hour_profile(hours)
-        quiet = quiet_hours(dict(enumerate(profile)), quiet_hour_share)
         ref = df[["flows", "down_bytes", "bytes_per_flow", "country", "as_org"]].copy()
-    in_quiet = np.isin(np.arange(DAY_HOURS), quiet)
-    df["quiet_flows"] = hours[:, in_quiet].sum(axis=1)
-    df["quiet_share"] = df.quiet_flows / df.flows
-    if mode == "baseline":
-        ref["quiet_share"] = ref.quiet_hour_flows / ref.flows.clip(lower=1)
-        own = ref.reindex(df.index)
-        for c in ("flows", "down_bytes", "quiet_share", "bytes_per_flow"):
-            df[f"own_{c}"] = own[c]
-        df["own_quiet_flows"] = own.quiet_hour_flows
-    else:
-        ref["quiet_share"] = df.quiet_share
-        for c in ("own_flows", "own_down_bytes", "own_quiet_share", "own_bytes_per_flow", "own_quiet_flows"):
-            df[c] = np.nan
-    df["known"] = df.own_flows.notna()
-    # Origin prevalence: the share of the reference clients from the same country / AS organisation,
-    # and the share of the internal hosts that used it on the baseline day (big clouds, CDNs and
-    # search engines the organisation itself uses daily are not exotic).
-    fam = familiar_origins(ctx)
-    for col in ("country", "as_org"):
-        shares = ref[col].fillna("unknown").value_counts(normalize=True)
-        df[f"{col}_share"] = df[col].fillna("unknown").map(shares).fillna(0.0).astype(float)
-        df.loc[df[col].isna() | df[col].isin(["unknown", "private"]), f"{col}_share"] = np.nan
-        df[f"{col}_host_share"] = df[col].map(fam.get(col, {})).fillna(0.0).astype(float)
-    return ClientFeatures(df, ref, hours, ref_hours, own_hours, profile, quiet, mode)
+        return ref, hours, None, profile, quiet_hours(dict(enumerate(profile)), quiet_hour_share), "today"
+    ref = base.copy().set_index("ip")
+    for c in ("flows", "down_bytes", "up_bytes", "quiet_hour_flows"):
+        if c in ref:
+            ref[c] = ref[c].fillna(0).astype("float64")
+    ref["bytes_per_flow"] = ref.down_bytes / ref.flows.clip(lower=1)
+    bh = ctx.base_df("client_hours")
+    # (a profile written before client hours were kept: today's rhythm stands in)
+    ref_hours = _hour_matrix(bh, ref.index) if bh is not None else hours
+    own_hours = _hour_matrix(bh, df.index) if bh is not None else None
+    profile = np.asarray(ps["hour_profile"], dtype=float) if ps.get("hour_profile") else _hour_profile(ref_hours)
+    return ref, ref_hours, own_hours, profile, sorted(int(h) for h in ps["quiet_hours"]), "baseline"
 
 
 # --- cues -------------------------------------------------------------------------------------
@@ -422,9 +435,8 @@ def _explain_flood(fx, spec, i, path, c) -> Alert:
     msg = (f"opened {fmt_count(row.flows)} connections (flows) to the public servers today "
            f"({fmt_bytes(row.down_bytes)} served){qtxt}: {how}; {_ref_word(fx)}: median {fmt_count(v['flows_median'])}, "
            f"99th percentile {fmt_count(v['flows_p99'])} flows a day; {_own(row, fmt_count(row.own_flows) + ' flows')}")
-    score = max(past_linear(c["zf"][i], c["fence"], 2.0),
-                past_linear(math.log(max(row.peak_hour_flows, 1)), math.log(max(c["peak_thr"], 1)), math.log(10)),
-                0.5 * past_linear(c["zf"][i], c["zthr"], 2.0) + 0.5 * past_linear(c["lb"][i], st["thr"], 0.3))
+    score = max(past_z(c["zf"][i], c["fence"]), past(row.peak_hour_flows, c["peak_thr"]),
+                mean(past_z(c["zf"][i], c["zthr"]), past_share(c["lb"][i], st["thr"])))
     return Alert(rule=spec, source_ip=ip, message=f"{ip}{_origin(row)} {msg}", evidence=ev, score=score,
                  timestamp=row.first_ts,
                  details={"path": path, "z_flows": round(float(c["zf"][i]), 2), "z_bytes": round(float(c["zb"][i]), 2),
@@ -504,7 +516,7 @@ def _explain_off_hours(fx, spec, i, rarity, own, floor_rarity, st, fence, cues) 
            f"{_ref_word(fx)}: median {math.exp(st['median']):.1f}x, 99th percentile {math.exp(st['p99']):.1f}x; "
            f"and {', '.join(cues)} ({int(row.ports)} port(s)); {own_txt}")
     return Alert(rule=spec, source_ip=ip, message=f"{ip}{_origin(row)} {msg}", evidence=ev,
-                 score=past_linear(rarity, fence, math.log(10)), timestamp=row.first_ts,
+                 score=past(math.exp(rarity), math.exp(fence)), timestamp=row.first_ts,
                  details={"hour_rarity": round(math.exp(rarity), 2), "rarity_threshold": round(math.exp(fence), 2),
                           "cues": cues, "reference": fx.mode})
 
@@ -564,7 +576,7 @@ def _explain_bulk(fx, spec, i, st, v, z, zb, ratio) -> Alert:
            f"{fmt_bytes(row.bytes_per_flow)} per connection ({ratio:.0f}x the clients' median); {_ref_word(fx)}: "
            f"median {fmt_bytes(st['median'])} per connection, 99th percentile {fmt_bytes(st['p99'])}; {own_txt}")
     return Alert(rule=spec, source_ip=ip, message=f"{ip}{_origin(row)} {msg}", evidence=ev,
-                 score=past_linear(math.log(max(ratio, 1e-9)), math.log(spec.num("size_ratio")), math.log(30)),
+                 score=past(ratio, spec.num("size_ratio")),
                  timestamp=row.first_ts,
                  details={"ratio_to_median": round(float(ratio), 2), "z_bytes_per_flow": round(float(z), 2),
                           "z_bytes": round(float(zb), 2), "reference": fx.mode})
@@ -622,9 +634,9 @@ def _explain_origin(fx, spec, i, v, zf, zb, st, lb, heavy, window) -> Alert:
            f"({fmt_hours(fx.quiet_hours)}); clients' median {fmt_count(v['flows_median'])} flows, 99th percentile "
            f"{fmt_count(v['flows_p99'])}, median quiet-hour share {fmt_share(st['ref_med'])}; "
            f"{_own(row, fmt_count(row.own_flows) + ' flows')}")
-    score = 0.5 * max(past_linear(zf, spec.num("z_volume"), 2.5),
-                      past_linear(row.active_hours, spec.num("around_min_hours"), DAY_HOURS - spec.num("around_min_hours"))) \
-        + 0.5 * past_linear(lb, st["thr"], 0.3)
+    score = mean(max(past_z(zf, spec.num("z_volume")), past_share(row.active_hours / DAY_HOURS,
+                                                                  spec.num("around_min_hours") / DAY_HOURS)),
+                 past_share(lb, st["thr"]))
     return Alert(rule=spec, source_ip=ip, message=f"{ip}{_origin(row)} {msg}", evidence=ev, score=score,
                  timestamp=row.first_ts,
                  details={"z_flows": round(float(zf), 2), "z_bytes": round(float(zb), 2), "heavy": bool(heavy),
