@@ -29,19 +29,29 @@ another family, or "ordinary device". Clean days (no anomaly in truth.json) must
 medium+. Verdict per scale: PASS when every family has precision and recall >= 0.98 and no clean
 day has a device at medium+.
 
-Per case (one worker process each, --jobs in parallel): generate the days (simulator), profile the
-clean day (with the clean servers day unless --no-servers-baseline), detect on the test day, score
-against truth.json. Detection never sees truth.json; only this script reads it. A case that raises
-is reported (scenario/seed/scale, traceback) and counted, and the run goes on.
+Per (seed, scale) group, once: generate the clean day (data.parquet, servers_data.parquet: the
+same bytes for every scenario, see flowsiem.simulate) and profile it (with the clean servers day
+unless --no-servers-baseline). Per case: generate its test day (test.parquet, servers.parquet,
+truth.json; simulate.generate(test_day_only=True), byte-identical to a full run's), detect on it
+with the group's profile, score against truth.json. What each case measures is what a case with
+its own clean day and profile would: the same detect call on the same files and the same profile.
+Each task (a group's clean day, a case) is one worker process; --jobs run in parallel, cases as
+soon as their group's profile is ready, at most jobs + 1 groups open at once. Detection never sees
+truth.json; only this script reads it. A case that raises is reported (scenario/seed/scale,
+traceback) and counted, and the run goes on; a clean day that raises fails its group's cases.
 
 Disk
 ----
-The tune set caches its days and profiles under bench/out/quality/cache/<scenario>-<seed>-<scale>/
-(--cache to move it). A case is regenerated when the simulator's source changed since, its profile
-rebuilt when the profile code (any flowsiem module but simulate/, rules/, detect.py, alerts.py,
-explain.py, cli.py) changed; --fresh regenerates the cases of this run regardless. The holdout set and --days runs generate /
-profile into a temporary directory per case (under --tmp) and delete it once scored, unless --keep
-(holdout days then stay in bench/out/quality/holdout/, and are reused by later --keep runs).
+The tune set caches its clean days and profiles under bench/out/quality/cache/_baseline-<seed>-<scale>/
+and its test days under bench/out/quality/cache/<scenario>-<seed>-<scale>/ (--cache to move it). A
+day is regenerated when the simulator's source changed since, a profile rebuilt when the profile
+code (any flowsiem module but simulate/, rules/, detect.py, alerts.py, explain.py, cli.py) changed;
+--fresh regenerates the cases of this run (and their clean days) regardless. The holdout set
+generates into a temporary directory per (seed, scale) group (under --tmp: the clean day, its
+profile and the group's test days, ~100 MB per day at scale 3) and deletes it once the group's
+cases are scored, unless --keep (holdout days then stay in bench/out/quality/holdout/, and are
+reused by later --keep runs). --days runs profile each day into a temporary directory, deleted
+once it is scored unless --keep.
 
 External days
 -------------
@@ -55,9 +65,11 @@ Output
 Markdown tables per scale on stdout (per-family TP/FP/FN/precision/recall, devices at medium+ on
 clean days, low notices, per-rule TP/FP, FN per anomaly kind, FP per cause, per-scenario grid), a
 verdict line per scale, and a JSON summary of the run (every count; per case: scenario, seed, scale,
-per-family tp/fp/fn IP lists, false positive/negative details, seconds) written to
+per-family tp/fp/fn IP lists, false positive/negative details, seconds; per group, i.e. clean
+day and profile: seconds; wall time per scale) written to
 bench/out/quality/<set>-<YYYYmmdd-HHMMSS>.json, so README tables can be regenerated and FPs looked
-up later. Progress (cases done / total, elapsed, ETA) goes to stderr.
+up later. Progress (cases done / total, clean days done, elapsed, ETA) goes to stderr; the wall time
+per scale is printed at the end.
 """
 
 from __future__ import annotations
@@ -89,6 +101,8 @@ SETS = {
     "holdout": {"first_seed": HOLDOUT_FIRST, "seeds": 50, "scales": (0.2, 1.0, 3.0)},
 }
 DAY_FILES = ("data.parquet", "test.parquet", "servers.parquet", "servers_data.parquet", "truth.json")
+CLEAN_FILES = ("data.parquet", "servers_data.parquet")           # the same for every scenario of a (seed, scale)
+TEST_FILES = ("test.parquet", "servers.parquet", "truth.json")
 # flowsiem modules build_profile does not depend on: a change anywhere else rebuilds cached profiles
 NOT_PROFILE = ("simulate", "rules", "detect.py", "alerts.py", "explain.py", "cli.py")
 
@@ -193,8 +207,73 @@ def _ident(case: dict) -> dict:
     return r
 
 
+def _fresh_stamp(d: Path, name: str, stamp: str, files) -> bool:
+    """Whether d/days holds every one of files and d/<name>.stamp is stamp."""
+    return all((d / "days" / f).exists() for f in files) and _read(d / f"{name}.stamp") == stamp
+
+
+def run_prep(group: dict, opts: dict) -> dict:
+    """The clean day of one (seed, scale) group, generated and profiled once for all its scenarios;
+    never raises (errors are returned).
+
+    Simulated groups: the clean day (data.parquet, servers_data.parquet) goes to <base>/days, the
+    profile to <base>/profile. It is made by a full generate() of the group's first scenario, whose
+    test-day files stay in that case's own days/ (its case then has nothing to generate).
+    External days (--days): a group per case; only the profile is built (into <base>), from the
+    case directory's data.parquet and servers_data.parquet."""
+    t_start = time.perf_counter()
+    out = {"group": group["key"], "seed": group["seed"], "scale": group["scale"], "seconds": {}, "error": None}
+    try:
+        from flowsiem import console
+        console.set_quiet(True)
+        from flowsiem import simulate
+        from flowsiem.profile import ProfileOptions, build_profile
+
+        mode, base = group["mode"], Path(group["base"])
+        if opts["fresh"] and mode in ("cache", "keep"):
+            for p in [base] + [Path(c["dir"]) for c in group["cases"]]:
+                shutil.rmtree(p, ignore_errors=True)
+        base.mkdir(parents=True, exist_ok=True)
+        if mode == "external":
+            days = Path(group["cases"][0]["dir"])
+        else:
+            days = base / "days"
+            if not _fresh_stamp(base, "days", opts["stamps"]["days"], CLEAN_FILES):
+                for p in (days, base / "profile", base / "profile-noservers"):
+                    shutil.rmtree(p, ignore_errors=True)
+                c0 = Path(group["cases"][0]["dir"])
+                c0.mkdir(parents=True, exist_ok=True)
+                shutil.rmtree(c0 / "days", ignore_errors=True)
+                t = time.perf_counter()
+                simulate.generate(group["cases"][0]["scenario"], seed=group["seed"], scale=group["scale"],
+                                  out_dir=c0 / "days")
+                out["seconds"]["generate"] = round(time.perf_counter() - t, 2)
+                days.mkdir(parents=True)
+                for f in CLEAN_FILES:
+                    (c0 / "days" / f).replace(days / f)
+                (c0 / "days.stamp").write_text(opts["stamps"]["days"])
+                (base / "days.stamp").write_text(opts["stamps"]["days"])
+        prof_name = "profile" if opts["servers_baseline"] else "profile-noservers"
+        prof = base / prof_name
+        if not (prof / "profile.json").exists() or _read(base / f"{prof_name}.stamp") != opts["stamps"]["profile"]:
+            shutil.rmtree(prof, ignore_errors=True)
+            t = time.perf_counter()
+            build_profile(days / "data.parquet", prof,
+                          servers=(days / "servers_data.parquet") if opts["servers_baseline"] else None,
+                          options=ProfileOptions())
+            out["seconds"]["profile"] = round(time.perf_counter() - t, 2)
+            (base / f"{prof_name}.stamp").write_text(opts["stamps"]["profile"])
+    except BaseException as exc:                         # noqa: BLE001 - reported, never fatal
+        out["error"] = "".join(traceback.format_exception(exc))
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+    out["seconds"]["total"] = round(time.perf_counter() - t_start, 2)
+    return out
+
+
 def run_case(case: dict, opts: dict) -> dict:
-    """generate -> profile -> detect -> score one case; never raises (errors are returned)."""
+    """(test day ->) detect -> score one case against its group's profile; never raises (errors are
+    returned). Run once run_prep of its group has succeeded."""
     t_start = time.perf_counter()
     out = _ident(case)
     out.update(seconds={}, error=None)
@@ -204,41 +283,29 @@ def run_case(case: dict, opts: dict) -> dict:
         console.set_quiet(True)
         from flowsiem import simulate
         from flowsiem.detect import DetectOptions, detect
-        from flowsiem.profile import ProfileOptions, build_profile
 
-        scratch = Path(tempfile.mkdtemp(prefix=f"{case['key']}-", dir=opts["tmp_root"]))
         mode = case["mode"]
+        prof = Path(case["base"]) / ("profile" if opts["servers_baseline"] else "profile-noservers")
         if mode == "external":
             days = Path(case["dir"])
-            d = scratch
-        elif mode == "temp":
-            d = scratch
-            days = d / "days"
-        else:                                            # "cache" (tune) or "keep" (holdout --keep)
+        else:
             d = Path(case["dir"])
             days = d / "days"
-            if opts["fresh"] and d.exists():
-                shutil.rmtree(d)
-        d.mkdir(parents=True, exist_ok=True)
-
-        prof_name = "profile" if opts["servers_baseline"] else "profile-noservers"
-        prof = d / prof_name
-        if mode != "external":
-            if not (days / "truth.json").exists() or _read(d / "days.stamp") != opts["stamps"]["days"]:
-                for p in (days, d / "profile", d / "profile-noservers"):
-                    shutil.rmtree(p, ignore_errors=True)
+            if not _fresh_stamp(d, "days", opts["stamps"]["days"], TEST_FILES):
+                shutil.rmtree(days, ignore_errors=True)
+                d.mkdir(parents=True, exist_ok=True)
                 t = time.perf_counter()
-                simulate.generate(case["scenario"], seed=case["seed"], scale=case["scale"], out_dir=days)
+                simulate.generate(case["scenario"], seed=case["seed"], scale=case["scale"], out_dir=days,
+                                  test_day_only=True)
                 out["seconds"]["generate"] = round(time.perf_counter() - t, 2)
                 (d / "days.stamp").write_text(opts["stamps"]["days"])
-        if not (prof / "profile.json").exists() or _read(d / f"{prof_name}.stamp") != opts["stamps"]["profile"]:
-            shutil.rmtree(prof, ignore_errors=True)
-            t = time.perf_counter()
-            build_profile(days / "data.parquet", prof,
-                          servers=(days / "servers_data.parquet") if opts["servers_baseline"] else None,
-                          options=ProfileOptions())
-            out["seconds"]["profile"] = round(time.perf_counter() - t, 2)
-            (d / f"{prof_name}.stamp").write_text(opts["stamps"]["profile"])
+            # what a cache made before the clean day was shared still holds: the group's has it now
+            for f in CLEAN_FILES:
+                (days / f).unlink(missing_ok=True)
+            for p in ("profile", "profile-noservers"):
+                shutil.rmtree(d / p, ignore_errors=True)
+                (d / f"{p}.stamp").unlink(missing_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f"{case['key']}-", dir=opts["tmp_root"]))
         det_out = scratch / "detect"
         res = detect(days / "test.parquet", prof, det_out, servers=days / "servers.parquet",
                      options=DetectOptions(examples=0))
@@ -346,6 +413,48 @@ def plan_cases(a, scenarios_all: dict) -> tuple[list[dict], dict]:
     return cases, info
 
 
+def plan_groups(cases: list[dict], a) -> list[dict]:
+    """Cases grouped by (seed, scale): one clean day and profile per group (run_prep), shared by the
+    group's scenarios. External days: a group per case. In the cases' order (biggest scale first)."""
+    groups: dict[str, dict] = {}
+    for i, c in enumerate(cases):
+        if c["mode"] == "external":
+            gkey = f"{i}-{c['key']}"                     # two external days may share scenario/seed/scale
+        else:
+            gkey = f"{c['seed']}-{_fmt_scale(c['scale'])}"
+        g = groups.get(gkey)
+        if g is None:
+            base = None                                  # temp and external: under the run's scratch
+            if c["mode"] == "cache":
+                base = str(a.cache / f"_baseline-{gkey}")
+            elif c["mode"] == "keep":
+                base = str(OUT / "holdout" / f"_baseline-{gkey}")
+            g = groups[gkey] = {"key": gkey, "seed": c["seed"], "scale": c["scale"], "mode": c["mode"],
+                                "base": base, "cases": []}
+        c["group"], c["base"] = gkey, g["base"]
+        g["cases"].append(c)
+    return list(groups.values())
+
+
+def _place_scratch_groups(groups: list[dict], tmp_root: Path) -> None:
+    """Directories of temp (holdout) and external groups, under the run's scratch: tmp_root/<group>/
+    holds the clean day and profile (_baseline/) and each scenario's test day, and is deleted once
+    the group's cases are all scored."""
+    for g in groups:
+        if g["mode"] == "temp":
+            gdir = tmp_root / g["key"]
+            g["base"], g["cleanup"] = str(gdir / "_baseline"), str(gdir)
+            for c in g["cases"]:
+                c["dir"] = str(gdir / c["scenario"])
+        elif g["mode"] == "external":
+            gdir = tmp_root / f"profile-{g['key']}"
+            g["base"], g["cleanup"] = str(gdir), str(gdir)
+        else:
+            g["cleanup"] = None
+        for c in g["cases"]:
+            c["base"] = g["base"]
+
+
 # ---------------------------------------------------------------- run
 
 def _hms(s: float) -> str:
@@ -353,87 +462,161 @@ def _hms(s: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def run_all(cases: list[dict], opts: dict, jobs: int) -> list[dict]:
-    """Run the cases on a process pool, at most `jobs` at a time; a dead worker fails only its cases."""
+def run_all(groups: list[dict], opts: dict, jobs: int) -> tuple[list[dict], list[dict], dict]:
+    """Run the groups' preps and cases on a process pool, at most `jobs` at a time; a dead worker fails
+    only its tasks. Returns (case results, prep results, {scale: timing}).
+
+    Scheduling: a case is ready once its group's prep is done; a free worker takes the oldest ready
+    case, else opens the next group (its prep) while fewer than jobs + 1 groups are open (so a worker
+    rarely waits for a prep, and at most jobs + 1 groups are on disk at once)."""
     results: list[dict] = []
+    preps: list[dict] = []
+    n_cases = sum(len(g["cases"]) for g in groups)
     failed = 0
-    took: dict[float, list[float]] = defaultdict(list)   # scale -> seconds of the cases done
+    took: dict[str, dict[float, list[float]]] = {"prep": defaultdict(list), "case": defaultdict(list)}
+    left = {"prep": Counter(g["scale"] for g in groups),
+            "case": Counter(c["scale"] for g in groups for c in g["cases"])}
+    timing: dict[float, dict] = {}                        # scale -> first start, last end, worker seconds
     t0 = time.perf_counter()
     tty = sys.stderr.isatty()
-    pending = list(cases)
-    left = Counter(c["scale"] for c in cases)
+    pending = list(groups)                                # groups whose prep is not submitted yet
+    ready: list[dict] = []                                # cases whose group's prep is done
+    open_left: dict[str, int] = {}                        # open group -> its cases not recorded yet
+    by_key = {g["key"]: g for g in groups}
 
     def eta() -> float:
-        # per remaining case: the mean time of cases done at its scale, else a guess from the
+        # per remaining task: the mean time of its kind done at its scale, else a guess from the
         # others (~ fixed cost + cost proportional to the scale), spread over the jobs
-        if not took:
+        units = {kind: [sum(v) / len(v) / (k + 1.5) for k, v in t.items()] for kind, t in took.items()}
+        every = units["prep"] + units["case"]
+        if not every:
             return float("nan")
-        mean = {k: sum(v) / len(v) for k, v in took.items()}
-        per_unit = sum(mean[k] / (k + 1.5) for k in mean) / len(mean)
-        return sum(n * mean.get(k, per_unit * (k + 1.5)) for k, n in left.items()) / jobs
+        total = 0.0
+        for kind, t in took.items():
+            unit = sum(units[kind] or every) / len(units[kind] or every)
+            for k, n in left[kind].items():
+                total += n * (sum(t[k]) / len(t[k]) if t.get(k) else unit * (k + 1.5))
+        return total / jobs
 
-    def progress(last: dict) -> None:
+    def progress(last: str) -> None:
         el = time.perf_counter() - t0
         eta_s = eta()
-        msg = (f"[{len(results)}/{len(cases)}] {failed} failed, elapsed {_hms(el)}, "
-               f"ETA {_hms(eta_s) if math.isfinite(eta_s) else '?'}  "
-               f"(last: {last['scenario']}/{last['seed']}/{_fmt_scale(last['scale'])} "
-               f"{last['seconds'].get('total', 0):.0f} s)")
+        msg = (f"[{len(results)}/{n_cases}] {failed} failed, clean days {len(preps)}/{len(groups)}, "
+               f"elapsed {_hms(el)}, ETA {_hms(eta_s) if math.isfinite(eta_s) else '?'}  (last: {last})")
         print(("\r" + msg + "   ") if tty else msg, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+    def clock(scale: float, started: bool = False, seconds: float | None = None) -> None:
+        """A task of this scale started (started=True) or ended after `seconds` of its own."""
+        t = timing.setdefault(scale, {"start": None, "end": None, "worker_seconds": 0.0})
+        now = time.perf_counter() - t0
+        if started:
+            t["start"] = now if t["start"] is None else min(t["start"], now)
+        else:
+            t["end"] = now if t["end"] is None else max(t["end"], now)
+            t["worker_seconds"] += seconds or 0.0
 
     def record(c: dict, r: dict) -> None:
         nonlocal failed
         results.append(r)
         failed += bool(r.get("error"))
-        left[c["scale"]] -= 1
+        left["case"][c["scale"]] -= 1
         if not r.get("error"):
-            took[c["scale"]].append(r["seconds"].get("total", 0.0))
-        progress(r)
+            took["case"][c["scale"]].append(r["seconds"].get("total", 0.0))
+        clock(c["scale"], seconds=r["seconds"].get("total"))
+        progress(f"{c['scenario']}/{c['seed']}/{_fmt_scale(c['scale'])} {r['seconds'].get('total', 0):.0f} s")
+        open_left[c["group"]] -= 1
+        if not open_left[c["group"]]:                     # the group's last case: its files can go
+            del open_left[c["group"]]
+            g = by_key[c["group"]]
+            if g.get("cleanup") and not opts["keep_scratch"]:
+                shutil.rmtree(g["cleanup"], ignore_errors=True)
 
     def failure(c: dict, msg: str) -> dict:
         r = _ident(c)
         r.update(seconds={}, error=msg)
         return r
 
+    def prep_done(g: dict, r: dict) -> None:
+        preps.append(r)
+        left["prep"][g["scale"]] -= 1
+        if not r.get("error"):
+            took["prep"][g["scale"]].append(r["seconds"].get("total", 0.0))
+        clock(g["scale"], seconds=r["seconds"].get("total"))
+        progress(f"clean day {g['key']} {r['seconds'].get('total', 0):.0f} s")
+        if r.get("error"):
+            msg = f"the clean day / profile of this case's group ({g['key']}) failed:\n{r['error']}"
+            for c in g["cases"]:
+                record(c, failure(c, msg))
+        else:
+            ready.extend(g["cases"])
+
     ctx = mp.get_context("spawn")
     tries: dict[int, int] = {}
-    died: list[dict] = []
-    while pending:
-        # a fresh process per case frees a big case's memory; a broken pool fails only the cases it
+    died: list[tuple[str, dict]] = []
+    while pending or ready:
+        # a fresh process per task frees a big case's memory; a broken pool fails only the tasks it
         # was running and is replaced for the rest
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, max_tasks_per_child=1) as pool:
             running: dict = {}
-            while pending or running:
-                while pending and len(running) < jobs:
-                    c = pending.pop(0)
-                    running[pool.submit(run_case, c, opts)] = c
+            while pending or ready or running:
+                while len(running) < jobs:
+                    if ready:
+                        c = ready.pop(0)
+                        running[pool.submit(run_case, c, opts)] = ("case", c)
+                        clock(c["scale"], started=True)
+                    elif pending and len(open_left) < jobs + 1:
+                        g = pending.pop(0)
+                        open_left[g["key"]] = len(g["cases"])
+                        running[pool.submit(run_prep, g, opts)] = ("prep", g)
+                        clock(g["scale"], started=True)
+                    else:
+                        break
+                if not running:                          # cannot happen: an open group has a task
+                    raise RuntimeError("scheduler stuck: nothing running, nothing to submit")
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 broken = False
                 for f in done:
-                    c = running.pop(f)
+                    kind, x = running.pop(f)
                     try:
-                        record(c, f.result())
+                        r = f.result()
                     except BrokenProcessPool:
                         broken = True
-                        died.append(c)
+                        died.append((kind, x))
+                        continue
                     except Exception as exc:             # noqa: BLE001
-                        record(c, failure(c, "".join(traceback.format_exception(exc))))
+                        msg = "".join(traceback.format_exception(exc))
+                        r = failure(x, msg) if kind == "case" else {
+                            "group": x["key"], "seed": x["seed"], "scale": x["scale"], "seconds": {}, "error": msg}
+                    if kind == "case":
+                        record(x, r)
+                    else:
+                        prep_done(x, r)
                 if broken:
-                    # every case the dead pool was running: retried once (the culprit is not known),
+                    # every task the dead pool was running: retried once (the culprit is not known),
                     # failed on a second death
-                    for c in died + list(running.values()):
-                        tries[id(c)] = tries.get(id(c), 0) + 1
-                        if tries[id(c)] > 1:
-                            record(c, failure(c, "worker process died twice (killed? out of memory?) while "
-                                                 "running this case"))
+                    retry_preps, retry_cases = [], []
+                    for kind, x in died + list(running.values()):
+                        tries[id(x)] = tries.get(id(x), 0) + 1
+                        if tries[id(x)] > 1:
+                            msg = "worker process died twice (killed? out of memory?) while running this "
+                            if kind == "case":
+                                record(x, failure(x, msg + "case"))
+                            else:
+                                prep_done(x, {"group": x["key"], "seed": x["seed"], "scale": x["scale"],
+                                              "seconds": {}, "error": msg + "clean day / profile"})
+                        elif kind == "case":
+                            retry_cases.append(x)
                         else:
-                            pending.append(c)
+                            del open_left[x["key"]]
+                            retry_preps.append(x)
+                    ready[:0] = retry_cases
+                    pending[:0] = retry_preps
                     died.clear()
                     running.clear()
                     break
     if tty:
         print(file=sys.stderr)
-    return results
+    return results, preps, timing
 
 
 # ---------------------------------------------------------------- report
@@ -536,7 +719,16 @@ def verdict(scale: float, s: dict, families: list[str]) -> tuple[bool, str]:
     return ok, text
 
 
-def report(results: list[dict], info: dict, families: list[str], a, wall: float) -> tuple[dict, list[str]]:
+def wall_by_scale(timing: dict) -> dict:
+    """{scale: {"wall_seconds": first task started -> last task done, "worker_seconds": sum of the
+    tasks' own times}}; scales overlap a little where the pool moves from one to the next."""
+    return {_fmt_scale(k): {"wall_seconds": round((t["end"] or 0) - (t["start"] or 0), 1),
+                            "worker_seconds": round(t["worker_seconds"], 1)}
+            for k, t in sorted(timing.items())}
+
+
+def report(results: list[dict], info: dict, families: list[str], a, wall: float,
+           timing: dict | None = None) -> tuple[dict, list[str]]:
     by_scale = aggregate(results, families)
     P = print
     if info["set"] == "holdout":
@@ -652,6 +844,15 @@ def report(results: list[dict], info: dict, families: list[str], a, wall: float)
     P()
     for v in verdicts:
         P(f"- {v}")
+    if timing:
+        P()
+        P(f"## Wall time ({a.jobs} job(s))")
+        P()
+        for k, t in wall_by_scale(timing).items():
+            n = sum(1 for r in results if _fmt_scale(r["scale"]) == k)
+            P(f"- scale {k}: {_hms(t['wall_seconds'])} for {n} case(s) "
+              f"({t['worker_seconds'] / max(n, 1):.1f} worker-seconds per case, its clean day's share included)")
+        P(f"- total: {_hms(wall)}")
 
     summary = {"by_scale": {}}
     for scale, s in sorted(by_scale.items()):
@@ -705,7 +906,8 @@ def main() -> None:
     ap.add_argument("--no-servers-baseline", action="store_true",
                     help="profile without the clean servers day: external clients judged against their own population")
     ap.add_argument("--cache", type=Path, default=OUT / "cache", help="tune set's cache of days and profiles")
-    ap.add_argument("--tmp", type=Path, default=None, help="where per-case temporary directories go (default: system temp)")
+    ap.add_argument("--tmp", type=Path, default=None,
+                    help="where per-group and per-case temporary directories go (default: system temp)")
     ap.add_argument("--fresh", action="store_true", help="regenerate the cached days and profiles of this run's cases")
     ap.add_argument("--keep", action="store_true",
                     help="keep generated days (holdout: in bench/out/quality/holdout/; --days: the profiles "
@@ -720,6 +922,7 @@ def main() -> None:
     from flowsiem import simulate                  # read at run time: scenarios and kinds change
 
     cases, info = plan_cases(a, simulate.SCENARIOS)
+    groups = plan_groups(cases, a)
     families = list(getattr(simulate, "FAMILY_KINDS", {}) or ("botnet", "exfiltration", "cnc", "external_abuse"))
 
     if a.dry_run:
@@ -730,11 +933,19 @@ def main() -> None:
               + (f"{info['seeds']} seeds ({info['first_seed']}–{info['first_seed'] + info['seeds'] - 1}) x "
                  if info["seeds"] else "")
               + f"scales {', '.join(map(_fmt_scale, info['scales']))}; {a.jobs} job(s)")
-        where = {"cache": "cached in", "keep": "kept in", "temp": "temporary directory, deleted after scoring",
-                 "external": "read from"}
-        for c in cases:
-            loc = where[c["mode"]] + (f" {c['dir']}" if c["dir"] else "")
-            print(f"  {c['scenario']:<12} seed {c['seed']!s:<6} scale {_fmt_scale(c['scale']):<5} {loc}")
+        print(f"{len(groups)} clean day(s) generated and profiled, each shared by its group's cases"
+              + (" (one per seed and scale)" if info["set"] != "days" else " (one per external day)"))
+        where = {"cache": "cached in", "keep": "kept in", "external": "read from",
+                 "temp": "temporary directory, deleted once the group is scored"}
+        for g in groups:
+            if g["mode"] == "external":
+                print(f"  profile of {g['cases'][0]['dir']}: temporary directory")
+            else:
+                print(f"  clean day + profile, seed {g['seed']} scale {_fmt_scale(g['scale'])}: "
+                      + (f"{where[g['mode']]} {g['base']}" if g["base"] else where["temp"]))
+            for c in g["cases"]:
+                loc = "test day in it" if c["mode"] == "temp" else f"{where[c['mode']]} {c['dir']}"
+                print(f"    {c['scenario']:<12} seed {c['seed']!s:<6} scale {_fmt_scale(c['scale']):<5} {loc}")
         return
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -745,10 +956,12 @@ def main() -> None:
             "keep_scratch": bool(a.keep and info["set"] == "days"), "stamps": _stamps(), "families": families}
     if info["set"] == "holdout":
         print("HOLDOUT set: the final measurement only; never run or look at it while tuning.", file=sys.stderr)
-    print(f"{len(cases)} cases, {a.jobs} job(s); scratch in {tmp_root}", file=sys.stderr)
+    print(f"{len(cases)} cases in {len(groups)} group(s) sharing a clean day, {a.jobs} job(s); "
+          f"scratch in {tmp_root}", file=sys.stderr)
+    _place_scratch_groups(groups, tmp_root)
     t0 = time.perf_counter()
     try:
-        results = run_all(cases, opts, a.jobs)
+        results, preps, timing = run_all(groups, opts, a.jobs)
     finally:
         if not opts["keep_scratch"]:
             shutil.rmtree(tmp_root, ignore_errors=True)
@@ -758,7 +971,7 @@ def main() -> None:
         for f in r.get("families", {}):
             if f not in families:
                 families.append(f)
-    summary, verdicts = report(results, info, families, a, wall)
+    summary, verdicts = report(results, info, families, a, wall, timing)
     for r in results:
         r["benign"] = dict(r.get("benign") or {})
     doc = {
@@ -767,8 +980,10 @@ def main() -> None:
         "scales": info["scales"], "scenarios": info["scenarios"], "families": families,
         "servers_baseline": not a.no_servers_baseline, "severity_threshold": MEDIUM, "goal": GOAL,
         "git": _git(), "failed": sum(bool(r.get("error")) for r in results),
+        "wall_by_scale": wall_by_scale(timing),
         **summary,
         "cases": sorted(results, key=lambda r: (r["scale"], r["scenario"], str(r["seed"]))),
+        "groups": sorted(preps, key=lambda r: (r["scale"], str(r["seed"]), r["group"])),
     }
     path = a.json or OUT / f"{info['set']}-{stamp}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

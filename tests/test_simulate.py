@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -181,6 +182,31 @@ def test_determinism(tmp_path, obvious):
     t2 = dict(obvious.truth)
     t1.pop("generator"), t2.pop("generator")
     assert t1 == t2
+
+
+def _without_timing(truth_json: bytes) -> bytes:
+    """truth.json's bytes with generator.seconds (a wall-clock timing, different on every run) zeroed."""
+    out, n = re.subn(rb'("generator": \{\s*"version": \d+,\s*"seconds": )[-+0-9.eE]+', rb"\g<1>0", truth_json)
+    assert n == 1
+    return out
+
+
+@pytest.mark.parametrize("scenario,seed,scale", [("obvious", 3, SCALE), ("drift", 8, 0.02)])
+def test_test_day_only_is_byte_identical(tmp_path, obvious, scenario, seed, scale):
+    """generate(test_day_only=True) writes the full run's test-day files, byte for byte, and no clean day."""
+    if (scenario, seed, scale) == ("obvious", 3, SCALE):
+        full = obvious.path
+    else:
+        full = tmp_path / "full"
+        simulate.generate(scenario, seed=seed, scale=scale, out_dir=full)
+    only = tmp_path / "test-day-only"
+    summary = simulate.generate(scenario, seed=seed, scale=scale, out_dir=only, test_day_only=True)
+    assert sorted(f.name for f in only.iterdir()) == ["servers.parquet", "test.parquet", "truth.json"]
+    for f in ("test.parquet", "servers.parquet"):
+        assert (only / f).read_bytes() == (full / f).read_bytes(), f
+    assert _without_timing((only / "truth.json").read_bytes()) == _without_timing((full / "truth.json").read_bytes())
+    # the clean day is drawn (truth.json counts its rows), not written
+    assert summary["rows"] == json.loads((full / "truth.json").read_text())["rows"]
 
 
 def test_clean_day_does_not_depend_on_scenario(obvious, clean):

@@ -53,6 +53,9 @@ truth.json:
 
 Determinism: same scenario + seed + scale -> byte-identical files. data.parquet and
 servers_data.parquet depend on seed and scale only (the same for every scenario).
+generate(..., test_day_only=True) writes only test.parquet, servers.parquet and truth.json (for
+callers that keep one clean day per seed and scale, as bench/quality.py does): byte-identical to a
+full run's (truth.json but for its generator.seconds timing), about half the writing time.
 
 Modules: catalog (real public address blocks), model (network, hosts, rhythms, vectorised flow
 draws), routines (behaviour present on both days: agents, NTP, monitoring, backups, sync, ...),

@@ -102,6 +102,22 @@ class ChunkWriter:
         return self.rows
 
 
+class RowCounter:
+    """Stands in for ChunkWriter for a day that is drawn but not written (generate(test_day_only=True)):
+    counts the rows a ChunkWriter would have written, nothing else."""
+
+    def __init__(self):
+        self.rows = 0
+
+    def add(self, batches: list[Batch | None]) -> int:
+        n = sum(len(b) for b in batches if b is not None)
+        self.rows += n
+        return n
+
+    def close(self) -> int:
+        return self.rows
+
+
 # --- one day of each population ---------------------------------------------------------------------
 
 
@@ -294,9 +310,17 @@ def _truth(w: World, scenario: str, seed: int, scale: float, plan: Plan, rows: d
 # --- the entry point ----------------------------------------------------------------------------------
 
 
-def generate(scenario: str, seed: int = 0, scale: float = 1.0, out_dir: Path | str = ".", progress=None) -> dict:
+def generate(scenario: str, seed: int = 0, scale: float = 1.0, out_dir: Path | str = ".", progress=None,
+             test_day_only: bool = False) -> dict:
     """Write data.parquet, test.parquet, servers.parquet, servers_data.parquet and truth.json into
-    out_dir; return a summary {"rows": {...}, "anomalies": k, "benign": m, ...}."""
+    out_dir; return a summary {"rows": {...}, "anomalies": k, "benign": m, ...}.
+
+    test_day_only=True writes only test.parquet, servers.parquet and truth.json, for callers that
+    already have the clean day of this seed and scale (data.parquet and servers_data.parquet are the
+    same for every scenario). The clean day is still drawn, since truth.json counts its rows and its
+    routines' flows, but not sorted, encoded or written: the three files are byte-identical to a full
+    run's (truth.json but for generator.seconds, a timing) and the random streams are unchanged. Clean-day
+    files already in out_dir are left as they are."""
     from ..errors import UsageError
 
     if scenario not in SCENARIOS:
@@ -354,10 +378,11 @@ def generate(scenario: str, seed: int = 0, scale: float = 1.0, out_dir: Path | s
                 stats.setdefault((name, st.entry), [0, 0, 0])
             if name == "test.parquet":
                 absent = pop.absent_ips
-            file_id, _ = FILES[name]
-            task = progress.task(f"writing {name}", total=N_BINS)
+            file_id, day = FILES[name]
+            write = day == 1 or not test_day_only
+            task = progress.task(f"{'writing' if write else 'drawing'} {name}", total=N_BINS)
             tmp = out / f".{name}.partial"
-            wr = ChunkWriter(tmp, world)
+            wr = ChunkWriter(tmp, world) if write else RowCounter()
             try:
                 for b in range(N_BINS):
                     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, 10 + file_id, b])))
@@ -374,10 +399,12 @@ def generate(scenario: str, seed: int = 0, scale: float = 1.0, out_dir: Path | s
                     progress.advance(task, 1)
                 rows[name] = wr.close()
             except BaseException:
-                wr.writer.close()
-                tmp.unlink(missing_ok=True)
+                if write:
+                    wr.writer.close()
+                    tmp.unlink(missing_ok=True)
                 raise
-            os.replace(tmp, out / name)
+            if write:
+                os.replace(tmp, out / name)
     finally:
         if own:
             progress.__exit__(None, None, None)
