@@ -31,7 +31,9 @@ NEW_SITES = f"{NET}.12"          # benign: a few new popular destinations
 LATE = f"{NET}.14"               # benign: works late
 BIG_UPLOADER = f"{NET}.16"       # benign: uploads a lot every day (backup)
 BULK_KNOWN = f"{NET}.17"         # benign: syncs to DROPBOX every day; today a few times its day there, in working hours
-BROWSED = f"{NET}.18"            # benign: uploads to a site it already uses (GOOGLE), a few times its day, working hours
+BROWSED = f"{NET}.18"            # benign: uploads to a site it already uses (MICROSOFT), a few times its day, working hours
+CALL = f"{NET}.2"                # benign: a video call to a new MICROSOFT address: as much comes back as goes out
+ALL_HANDS = [f"{NET}.3", f"{NET}.15", f"{NET}.25"]  # benign: an all-hands meeting, each to a new AMAZON address
 MORE_DNS = f"{NET}.21"           # benign: 2x its DNS, ordinary queries
 MANY_DNS = f"{NET}.22"           # benign: 5x its DNS, ordinary queries
 
@@ -75,7 +77,7 @@ def _test_day() -> pd.DataFrame:
     extra = []
     # --- anomalies --------------------------------------------------------------------------
     extra.append(rows(_spread(12, 10, 13, seed=3), UPLOAD_NEW, NEW_DST, up=2 * MB, down=9000))
-    extra.append(rows(_spread(15, 2, 4, seed=4), UPLOAD_NIGHT, POPULAR[0], up=2 * MB, down=9000))
+    extra.append(rows(_spread(15, 2, 4, seed=4), UPLOAD_NIGHT, POPULAR[1], up=2 * MB, down=9000))
     extra.append(rows(_spread(200, 10, 16, seed=12), UPLOAD_HUGE, POPULAR[0], up=2 * MB, down=9000))
     extra.append(rows(_spread(10, 10, 16, seed=14), UPLOAD_NEW_IP, GOOGLE_NEW, up=MB, down=9000))
     for i, ip in enumerate(HETZNER):  # 2 MB to each: below every threshold per address, 10 MB to the organisation
@@ -102,7 +104,11 @@ def _test_day() -> pd.DataFrame:
     extra.append(rows(_spread(44, seed=9), BIG_UPLOADER, BACKUP, up=1_300_000, down=20_000))
     extra.append(rows(_spread(20, seed=15), BULK_KNOWN, SYNC, up=150_000, down=3000))
     extra.append(rows(_spread(8, 10, 16, seed=13), BULK_KNOWN, SYNC, up=MB, down=9000))
-    extra.append(rows(_spread(8, 10, 16, seed=16), BROWSED, POPULAR[0], up=MB, down=9000))
+    extra.append(rows(_spread(8, 10, 16, seed=16), BROWSED, POPULAR[3], up=MB, down=9000))
+    # a video call (as much comes back as goes out) and an all-hands meeting (three hosts, one provider)
+    extra.append(rows(_spread(10, 10, 16, seed=17), CALL, "52.113.194.132", up=MB, down=MB))
+    for i, host in enumerate(ALL_HANDS):
+        extra.append(rows(_spread(10, 14, 15, seed=18 + i), host, f"3.160.140.{10 + i}", up=MB, down=50_000))
     d = _host_rows(day, MORE_DNS)
     extra.append(d[d.port == 53].assign(timestamp=lambda x: x.timestamp + 777))
     d = _host_rows(day, MANY_DNS)
@@ -161,7 +167,7 @@ def test_upload_volume_flags_exactly_the_exfiltrating_hosts(attack):
     # benign drift stays quiet in the whole family (at most a notice)
     flagged = {a.source_ip for a in res.alerts if a.rule.family == "exfiltration" and a.actionable}
     assert not flagged & {VOLUME_UP, NEW_LAPTOP, NEW_SITES, LATE, BIG_UPLOADER, BULK_KNOWN, BROWSED, MORE_DNS,
-                          MANY_DNS, DNS_SERVER}
+                          MANY_DNS, DNS_SERVER, CALL, *ALL_HANDS}
 
 
 def test_upload_to_a_new_destination_evidence(attack):
@@ -191,7 +197,7 @@ def test_bulk_upload_to_a_known_service_is_a_notice_unless_when_or_how_much_says
     assert bulk.severity_name == "low" and not bulk.actionable and bulk.destination_ip == SYNC
     assert not bulk.details["new_for_host"] and "backup or sync" in bulk.message and "DROPBOX" in bulk.message
     assert "already sent data to" in bulk.message
-    assert got[BROWSED].severity_name == "low" and "GOOGLE" in got[BROWSED].message
+    assert got[BROWSED].severity_name == "low" and "MICROSOFT" in got[BROWSED].message
     new_ip = got[UPLOAD_NEW_IP]
     assert new_ip.severity_name == "medium" and new_ip.details["new_address_for_host"]
     assert not new_ip.details["new_for_host"] and "new address of GOOGLE" in new_ip.message
@@ -203,6 +209,19 @@ def test_bulk_upload_to_a_known_service_is_a_notice_unless_when_or_how_much_says
     assert huge.severity_name == "high" and huge.details["extreme"] and not huge.details["off_hours"]
     ext = _ev(huge, "what nearly any host uploads in a whole day")
     assert ext.observed >= ext.threshold == 10 * ext.reference
+
+
+def test_two_way_and_crowded_uploads_are_notices(attack):
+    """A call receives as much as it sends; a meeting is many hosts at once: data leaving is
+    one-way and individual, so both are notices that say why."""
+    _, res = attack
+    got = _by(res, UPLOAD_IDS)
+    call = got[CALL]
+    assert call.severity_name == "low" and "two-way" in call.message and not call.details["one_way"]
+    for host in ALL_HANDS:
+        a = got[host]
+        assert a.severity_name == "low" and "3 hosts uploaded far beyond their day to it" in a.message
+        assert _ev(a, "hosts uploading far beyond their day").observed == 3
 
 
 def test_upload_spread_over_one_organisation(attack):
@@ -249,7 +268,7 @@ def test_allowlist_silences_each_rule(attack, tmp_path):
     d, res = attack
     f = tmp_path / "rules.yaml"
     f.write_text(f"rules:\n"
-                 f"  {UPLOAD_IDS}:\n    allowlist: ['{NEW_DST}/32', 'org:GOOGLE', 'org:Hetzner Online GmbH', 'org:DROPBOX']\n"
+                 f"  {UPLOAD_IDS}:\n    allowlist: ['{NEW_DST}/32', 'org:GOOGLE', 'org:Hetzner Online GmbH', 'org:DROPBOX', 'org:FACEBOOK', 'org:AMAZON-02', 'org:MICROSOFT-CORP-MSN-AS-BLOCK']\n"
                  f"  {DNS_IDS}:\n    allowlist: ['{TUNNEL}']\n")
     res2 = detect(d / "test.parquet", d / "profile", tmp_path / "out",
                   options=DetectOptions(rules_file=f, disable=_others(), examples=0))

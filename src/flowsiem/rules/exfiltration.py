@@ -39,13 +39,30 @@ def upload_volume(ctx, spec) -> list[Alert]:
     ref = _upload_reference(ctx, spec)
     if ref is None:
         return []
-    units = _upload_units(ctx, spec, ref)
+    judged = [v for v in (_judge_upload(ctx, spec, ref, u) for u in _upload_units(ctx, spec, ref)) if v]
+    _crowds(ctx, spec, judged)
     best: dict = {}
-    for u in units:
-        v = _judge_upload(ctx, spec, ref, u)
-        if v and (u["src_ip"] not in best or v["rank"] > best[u["src_ip"]]["rank"]):
-            best[u["src_ip"]] = v
+    for v in judged:
+        if v["src_ip"] not in best or v["rank"] > best[v["src_ip"]]["rank"]:
+            best[v["src_ip"]] = v
     return [_explain_upload(ctx, spec, ref, v) for _, v in sorted(best.items())]
+
+
+def _crowds(ctx, spec, judged: list[dict]) -> None:
+    """Several hosts sending far beyond their day to the same organisation (or address) today are
+    doing something together -- a meeting, a sync, a shared service: data leaving through one
+    compromised host is individual. Their uploads there become notices, the crowd named."""
+    from .botnet import active_hosts
+
+    need = max(spec.num("crowd_min_hosts"), spec.num("crowd_share") * active_hosts(ctx))
+    senders: dict = {}
+    for v in judged:
+        senders.setdefault(v["org"] or v["dst_ip"], set()).add(v["src_ip"])
+    for v in judged:
+        crowd = senders[v["org"] or v["dst_ip"]]
+        v["crowd"] = len(crowd)
+        if len(crowd) >= need and not v["extreme"]:
+            v["severity"], v["rank"] = "low", (0, v["score"])
 
 
 def _upload_reference(ctx, spec):
@@ -83,8 +100,8 @@ def _upload_units(ctx, spec, ref) -> list[dict]:
     left while the host was otherwise idle. Only hosts whose whole day could pass the own-baseline cue."""
     eh = ctx.edge_hours
     t = eh.filter((eh.traffic_class == INTERNAL_EXTERNAL) & (eh.port != DNS_PORT))
-    today = t.group_by("src_ip", "dst_ip", "hour").aggregate(up=t.up_bytes.sum(), flows=t.flows.sum(),
-                                                            first_ts=t.first_ts.min())
+    today = t.group_by("src_ip", "dst_ip", "hour").aggregate(up=t.up_bytes.sum(), down=t.down_bytes.sum(),
+                                                            flows=t.flows.sum(), first_ts=t.first_ts.min())
     per_host = today.group_by("src_ip").aggregate(total=today.up.sum()).to_pandas()
     floor = spec.num("min_excess_peer_median") * ref["peer_median"]
     own = per_host.src_ip.map(ref["totals"]).fillna(0.0)
@@ -139,7 +156,7 @@ def _unit(src, dst, level, g, total, base_up, addr_base_up, sources, pair_q, org
     """One candidate: base_up is the host's baseline upload to the unit (address or organisation),
     addr_base_up to the unit's addresses of today."""
     return {"src_ip": src, "dst_ip": dst, "level": level, "org": org, "up": float(g.up.sum()),
-            "addr_base_up": float(addr_base_up),
+            "down": float(g.down.sum()), "addr_base_up": float(addr_base_up),
             "silent_up": float(g.silent_up.sum()), "flows": int(g.flows.sum()), "hours": int(g.hour.nunique()),
             "first_ts": g.first_ts.min(), "total": float(total), "base_up": float(base_up), "sources": int(sources),
             "pair_q": float(pair_q), "users_today": int(users), "addresses": int(g.dst_ip.nunique())}
@@ -165,14 +182,21 @@ def _judge_upload(ctx, spec, ref, u) -> dict | None:
         new_addr = False
     extreme = u["up"] >= ref["extreme"]
     off_hours = known and u["silent_up"] >= spec.num("silent_share") * u["up"]
+    # a conversation that receives about as much as it sends is interactive (a video call, a
+    # stream, remote work): data leaving is one-way
+    one_way = u["up"] >= spec.num("one_way_ratio") * max(u["down"], 1.0)
     # High: an organisation new for the host, or an extreme volume. Medium: a new address of an
     # organisation it uses (big providers rotate addresses: weaker), or mostly at hours it is silent.
-    # Low: an address it already sent data to (its backup, sync or sharing service), in its hours.
-    severity = None if (new_org or extreme) else "medium" if (new_addr or off_hours) else "low"
+    # Low: an address it already sent data to (its backup, sync or sharing service), in its hours,
+    # or a two-way conversation.
+    if not one_way and not extreme:
+        severity = "low"
+    else:
+        severity = None if (new_org or extreme) else "medium" if (new_addr or off_hours) else "low"
     score = mean(past(excess, own_thr), past(u["up"], peer_thr), float(new_org), past(u["up"], ref["extreme"]))
     return {**u, "known": known, "base_total": base_total, "excess": excess, "own_thr": own_thr,
             "peer_thr": peer_thr, "new_for_host": new_org, "new_address": new_addr, "extreme": extreme,
-            "off_hours": off_hours,
+            "off_hours": off_hours, "one_way": one_way,
             "severity": severity, "score": score,
             "rank": ({None: 2, "medium": 1, "low": 0}[severity], score)}
 
@@ -195,6 +219,10 @@ def _explain_upload(ctx, spec, ref, v) -> Alert:
                    if v["known"] else f"{v['org']}, an organisation the network uses")
     why.append("new for the network" if new_net else f"rare: {v['sources']} host(s) on the baseline day" if rare
                else f"used by {v['sources']} hosts on the baseline day")
+    if not v["one_way"]:
+        why.append(f"two-way: {fmt_bytes(v['down'])} came back (a call, a stream or remote work looks like this)")
+    if v.get("crowd", 1) > 1:
+        why.append(f"{v['crowd']} hosts uploaded far beyond their day to it today")
     if v["off_hours"]:
         why.append(f"{fmt_bytes(v['silent_up'])} of it while the host was otherwise idle, outside its working hours")
     if v["extreme"]:
@@ -224,6 +252,10 @@ def _explain_upload(ctx, spec, ref, v) -> Alert:
                  reference=ref["peer_day_q"], threshold=ref["extreme"]),
         Evidence("hosts that used this destination", "hosts", observed=v["users_today"], baseline=v["sources"],
                  reference=ref["n_hosts"]),
+        Evidence("hosts uploading far beyond their day to it today (a crowd: a meeting, a sync, a shared service)",
+                 "hosts", observed=v.get("crowd", 1), threshold=spec.num("crowd_min_hosts")),
+        Evidence("bytes received back from it today (data leaving is one-way)", "bytes", observed=int(v["down"]),
+                 threshold=round(v["up"] / spec.num("one_way_ratio"))),
         Evidence("host's total external upload", "bytes", observed=int(v["total"]),
                  baseline=int(v["base_total"]) if v["known"] else None, reference=ref["peer_day_q"]),
         Evidence("hours with upload to this destination", "hours", observed=v["hours"]),
@@ -233,7 +265,8 @@ def _explain_upload(ctx, spec, ref, v) -> Alert:
         destination_ip=dst, timestamp=timestamp(v["first_ts"]),
         details={"destination_level": v["level"], "destination": v["org"] if org_unit else dst, "as_org": geo.get("as_org"),
                  "country": geo.get("country"), "new_for_host": bool(v["new_for_host"]),
-                 "new_address_for_host": bool(v["new_address"]),
+                 "new_address_for_host": bool(v["new_address"]), "one_way": bool(v["one_way"]),
+                 "crowd_hosts": v.get("crowd", 1),
                  "new_for_network": bool(new_net), "rare_for_network": bool(rare), "off_hours": bool(v["off_hours"]),
                  "extreme": bool(v["extreme"]), "baseline_sources": v["sources"], "host_in_baseline": v["known"],
                  "flows": v["flows"]},
