@@ -239,7 +239,6 @@ def _input_section(read, flows) -> dict:
 
 def _profile_flows(flows, model, ip_info, opts: ProfileOptions, bucket_s: int):
     """All statistics of the classified flow table. Returns (profile dict, tables)."""
-    import ibis
     import pandas as pd
 
     top = opts.top
@@ -442,6 +441,15 @@ def _hosts_table(edges, host_hours, host_sizes, server_ips):
     return hosts[list(HOST_COLUMNS)].sort_values("ip").reset_index(drop=True)
 
 
+def main_service(t, ips):
+    """Per client (in the order of `ips`): the service it used most, as 'proto/port' (clients of a
+    VPN, a mail relay or a web site are judged against the clients of the same service)."""
+    svc = t.group_by(ip=t.src_ip, proto=t.proto, port=t.port).aggregate(n=t.count()).to_pandas()
+    svc = svc.sort_values(["n", "port"], ascending=[False, True]).drop_duplicates("ip")
+    name = svc.proto.astype(str) + "/" + svc.port.astype("Int64").astype(str)
+    return ips.map(dict(zip(svc.ip, name))).to_numpy()
+
+
 def _destinations_table(edges, geo):
     """Per external destination of internal hosts: popularity and the largest upload one host sent."""
     ie = edges[edges.traffic_class == INTERNAL_EXTERNAL]
@@ -469,6 +477,7 @@ def _profile_servers(servers, engine, model, geo, opts: ProfileOptions, bucket_s
         first_ts=t.ts.min(), last_ts=t.ts.max(),
     ).to_pandas()
     by_hour_client = t.group_by(ip=t.src_ip, hour=t.hour).aggregate(flows=t.count()).to_pandas()
+    clients["service"] = main_service(t, clients.ip)
     srv = t.group_by(ip=t.dst_ip, proto=t.proto, port=t.port).aggregate(
         flows=t.count(), clients=t.src_ip.nunique(), up_bytes=t.up_bytes.sum(), down_bytes=t.down_bytes.sum(),
     ).to_pandas().sort_values(["ip", "proto", "port"])

@@ -34,7 +34,6 @@ from __future__ import annotations
 import bisect
 import gzip
 import ipaddress
-import os
 import pickle
 import threading
 from dataclasses import dataclass

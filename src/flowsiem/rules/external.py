@@ -135,6 +135,9 @@ def _clients_today(ctx):
     df = agg.to_pandas()
     if df.empty:
         return None
+    from ..profile import main_service
+
+    df["service"] = main_service(t, df.ip)
     # The public servers themselves are not clients, should the file also hold their own outgoing
     # flows: an address that several distinct sources connect to is a server here (the profile's
     # own rule for a service: ProfileOptions.min_clients sources).
@@ -166,7 +169,7 @@ def _reference(ctx, df, hours, quiet_hour_share, min_clients):
     ps = (ctx.profile.get("public_servers") or {}).get("clients") or {}
     if base is None or len(base) < min_clients or "quiet_hours" not in ps:
         profile = _hour_profile(hours)
-        ref = df[["flows", "down_bytes", "bytes_per_flow", "country", "as_org"]].copy()
+        ref = df[["flows", "down_bytes", "bytes_per_flow", "country", "as_org", "service"]].copy()
         return ref, hours, None, profile, quiet_hours(dict(enumerate(profile)), quiet_hour_share), "today"
     ref = base.copy().set_index("ip")
     for c in ("flows", "down_bytes", "up_bytes", "quiet_hour_flows"):
@@ -257,9 +260,12 @@ def _hour_rarity(fx: ClientFeatures, spec):
     def calc():
         m = fx.ref_hours
         keep = m.sum(axis=1) >= spec.num("min_flows")
-        r = rarity(m[keep]) if keep.any() else rarity(m)
+        m = m[keep] if keep.any() else m
+        r = rarity(m)
         return {"median": float(np.median(r)), "spread": MAD_TO_SIGMA * mad(r),
-                "p99": float(np.quantile(r, 0.99)), "clients": int(len(r))}
+                "p99": float(np.quantile(r, 0.99)), "clients": int(len(r)),
+                # how deep into the night the reference clients' own hours go (night owls included)
+                "deep_q": float(np.quantile(_weighted_low(m, w, spec.num("deep_share")), spec.num("deep_quantile")))}
     st = fx.stat(("rarity", a, spec.num("min_flows")), calc)
     own = rarity(fx.own_hours) if fx.own_hours is not None else np.full(len(fx.df), np.nan)
     own = np.where(fx.df.known.to_numpy(), own, np.nan)
@@ -470,16 +476,17 @@ def off_hours(ctx, spec) -> list[Alert]:
         _share_at_rate(spec.num("night_rate_ratio"), q) if 0 < q < DAY_HOURS else np.zeros(len(df), bool)
     improbable = ((rarity >= fence) & inverted & (df.flows.to_numpy() >= spec.num("min_flows"))
                   & (df.active_hours.to_numpy() >= spec.num("min_active_hours")) & ~(own >= fence))
-    deep = floor_rarity >= math.log(spec.num("min_rarity"))
+    deep_thr = max(math.log(spec.num("min_rarity")), st["deep_q"])
+    deep = floor_rarity > deep_thr
     _, zf, _ = _volume(fx, spec)
     cues = {"deep night": deep, "heavy": zf >= spec.num("z_volume"),
             "probing": df.ports.to_numpy() >= spec.num("probe_ports")}
     hit = improbable & np.logical_or.reduce(list(cues.values()))
-    return [_explain_off_hours(fx, spec, i, rarity[i], own[i], floor_rarity[i], st, fence,
+    return [_explain_off_hours(fx, spec, i, rarity[i], own[i], floor_rarity[i], st, fence, deep_thr,
                                [k for k, v in cues.items() if v[i]]) for i in np.flatnonzero(hit)]
 
 
-def _explain_off_hours(fx, spec, i, rarity, own, floor_rarity, st, fence, cues) -> Alert:
+def _explain_off_hours(fx, spec, i, rarity, own, floor_rarity, st, fence, deep_thr, cues) -> Alert:
     import numpy as np
 
     row, ip = fx.df.iloc[i], fx.df.index[i]
@@ -494,7 +501,9 @@ def _explain_off_hours(fx, spec, i, rarity, own, floor_rarity, st, fence, cues) 
                               "p99_client": round(math.exp(st["p99"]), 2), "clients": st["clients"]},
                    threshold=round(math.exp(fence), 2)),
           Evidence("90 % of its flows are at hours at least this many times less frequented than the busiest",
-                   "ratio", observed=round(math.exp(floor_rarity), 1), threshold=spec.num("min_rarity")),
+                   "ratio", observed=round(math.exp(floor_rarity), 1),
+                   reference={"clients_quantile": spec.num("deep_quantile"), "value": round(math.exp(st["deep_q"]), 1)},
+                   threshold=round(math.exp(deep_thr), 1)),
           Evidence("its hours", "hours", observed=mine, reference={"busiest_hour": busiest,
                                                                   "quiet_hours": list(fx.quiet_hours)}),
           Evidence("share of the clients' activity in its busiest hours (each client weighs one)", "share",
@@ -536,23 +545,33 @@ def bulk_download(ctx, spec) -> list[Alert]:
     df = fx.df
     min_n, floor = int(spec.num("min_flows")), spec.num("min_log_spread")
 
-    def calc():
-        r = fx.ref[fx.ref.flows >= min_n]
-        r = r if len(r) >= 10 else fx.ref
+    def calc(ref):
+        r = ref[ref.flows >= min_n]
+        r = r if len(r) >= 10 else ref
         med, sig = log_center_spread(r.bytes_per_flow, floor)
         return {"med": med, "sig": sig, "median": float(np.median(r.bytes_per_flow)),
                 "p99": float(np.quantile(r.bytes_per_flow, 0.99)),
-                "bytes_q": quantile(fx.ref.down_bytes, spec.num("bytes_quantile"))}
-    st = fx.stat(("bpf", min_n, floor, spec.num("bytes_quantile")), calc)
-    z = log_z(df.bytes_per_flow, st["med"], st["sig"])
-    ratio = df.bytes_per_flow.to_numpy() / max(st["median"], 1.0)
+                "bytes_q": quantile(ref.down_bytes, spec.num("bytes_quantile")), "clients": len(ref)}
+    # each client against the clients of its own service (a VPN's tunnels carry megabytes per
+    # connection, a web page a few hundred kB); the whole population when the service has too few
+    key = ("bpf", min_n, floor, spec.num("bytes_quantile"))
+    every = fx.stat(key, lambda: calc(fx.ref))
+    by_service = fx.stat(key + ("service",), lambda: {
+        svc: calc(g) for svc, g in fx.ref.groupby("service") if len(g) >= spec.num("min_clients")}
+        if "service" in fx.ref else {})
+    sts = [by_service.get(svc, every) for svc in df.get("service", [None] * len(df))]
+    med = np.array([x["med"] for x in sts])
+    sig = np.array([x["sig"] for x in sts])
+    median = np.array([x["median"] for x in sts])
+    z = (np.log(np.maximum(df.bytes_per_flow.to_numpy(), 1.0)) - med) / sig
+    ratio = df.bytes_per_flow.to_numpy() / np.maximum(median, 1.0)
     own, own_n = df.own_bytes_per_flow.to_numpy(), df.own_flows.to_numpy()
     own_ratio = df.bytes_per_flow.to_numpy() / np.maximum(np.nan_to_num(own, nan=1.0), 1.0)
     vs_own = np.where(np.isnan(own) | (np.nan_to_num(own_n) < min_n), True, own_ratio >= spec.num("size_ratio"))
     cue = ((ratio >= spec.num("size_ratio")) & (z >= spec.num("size_z")) & (df.flows.to_numpy() >= min_n)
-           & (df.down_bytes.to_numpy() >= st["bytes_q"]) & vs_own)
+           & (df.down_bytes.to_numpy() >= np.array([x["bytes_q"] for x in sts])) & vs_own)
     v, _, zb = _volume(fx, spec)
-    return [_explain_bulk(fx, spec, i, st, v, z[i], zb[i], ratio[i]) for i in np.flatnonzero(cue)]
+    return [_explain_bulk(fx, spec, i, sts[i], v, z[i], zb[i], ratio[i]) for i in np.flatnonzero(cue)]
 
 
 def _explain_bulk(fx, spec, i, st, v, z, zb, ratio) -> Alert:
@@ -572,8 +591,9 @@ def _explain_bulk(fx, spec, i, st, v, z, zb, ratio) -> Alert:
                    reference={"median": round(v["flows_median"], 1), "p99": round(v["flows_p99"], 1)},
                    threshold=spec.num("min_flows"))]
     own_txt = _own(row, fmt_bytes(row.own_bytes_per_flow) + " per connection")
+    svc = f" of {row.service}" if st["clients"] < fx.n_ref and isinstance(row.get("service"), str) else ""
     msg = (f"downloaded {fmt_bytes(row.down_bytes)} from the public servers today in {fmt_count(row.flows)} connections, "
-           f"{fmt_bytes(row.bytes_per_flow)} per connection ({ratio:.0f}x the clients' median); {_ref_word(fx)}: "
+           f"{fmt_bytes(row.bytes_per_flow)} per connection ({ratio:.0f}x the median client{svc}); {_ref_word(fx)}{svc}: "
            f"median {fmt_bytes(st['median'])} per connection, 99th percentile {fmt_bytes(st['p99'])}; {own_txt}")
     return Alert(rule=spec, source_ip=ip, message=f"{ip}{_origin(row)} {msg}", evidence=ev,
                  score=past(ratio, spec.num("size_ratio")),
