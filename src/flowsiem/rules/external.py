@@ -269,7 +269,10 @@ def _hour_rarity(fx: ClientFeatures, spec):
     st = fx.stat(("rarity", a, spec.num("min_flows")), calc)
     own = rarity(fx.own_hours) if fx.own_hours is not None else np.full(len(fx.df), np.nan)
     own = np.where(fx.df.known.to_numpy(), own, np.nan)
-    return rarity(fx.hours), own, st, _weighted_low(fx.hours, w, spec.num("deep_share"))
+    # the deep-night floor, counted only for clients active in at least min_active_hours rare hours
+    rare_hours = ((fx.hours > 0) & (w >= math.log(spec.num("min_rarity")))).sum(axis=1)
+    floor = np.where(rare_hours >= spec.num("min_active_hours"), _weighted_low(fx.hours, w, spec.num("deep_share")), 0.0)
+    return rarity(fx.hours), own, st, floor
 
 
 def _weighted_low(m, w, share):
@@ -547,7 +550,7 @@ def bulk_download(ctx, spec) -> list[Alert]:
 
     def calc(ref):
         r = ref[ref.flows >= min_n]
-        r = r if len(r) >= 10 else ref
+        r = r if len(r) >= spec.num("min_service_clients") else ref
         med, sig = log_center_spread(r.bytes_per_flow, floor)
         return {"med": med, "sig": sig, "median": float(np.median(r.bytes_per_flow)),
                 "p99": float(np.quantile(r.bytes_per_flow, 0.99)),
@@ -557,7 +560,7 @@ def bulk_download(ctx, spec) -> list[Alert]:
     key = ("bpf", min_n, floor, spec.num("bytes_quantile"))
     every = fx.stat(key, lambda: calc(fx.ref))
     by_service = fx.stat(key + ("service",), lambda: {
-        svc: calc(g) for svc, g in fx.ref.groupby("service") if len(g) >= spec.num("min_clients")}
+        svc: calc(g) for svc, g in fx.ref.groupby("service") if len(g) >= spec.num("min_service_clients")}
         if "service" in fx.ref else {})
     sts = [by_service.get(svc, every) for svc in df.get("service", [None] * len(df))]
     med = np.array([x["med"] for x in sts])
