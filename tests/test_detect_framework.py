@@ -116,6 +116,21 @@ def test_devices_rows_one_per_device():
     assert [r["ip"] for r in rows] == ["10.0.0.5", "10.0.0.9"]
     assert rows[0]["families"] == "cnc;exfiltration" and rows[0]["evidence"] == "stronger"
     assert rows[0]["rules"] == "x.test;y.test" and rows[0]["alerts"] == 2
+    assert rows[0]["severity"] == "critical" and rows[1]["severity"] == "high"
+
+
+def test_notices_rank_below_actionable_alerts_and_add_no_family():
+    """Severity means evidence: a device with a medium alert ranks above one with only a strong
+    notice, and a notice of another family does not add that family to an actionable device."""
+    med, high = _spec(severity="medium"), _spec(id="y.test", family="cnc", severity="high")
+    al = [Alert(med, "10.0.0.5", "medium, weak", [], 0.0),
+          Alert(high, "10.0.0.5", "a notice", [], 1.0, severity="low"),
+          Alert(high, "10.0.0.7", "only a notice", [], 1.0, severity="low")]
+    rows = devices(al)
+    assert [(r["ip"], r["severity"]) for r in rows] == [("10.0.0.5", "medium"), ("10.0.0.7", "low")]
+    assert rows[0]["families"] == "exfiltration" and rows[1]["families"] == "cnc"
+    assert al[1].to_ecs()["event"]["severity"] == 21 and al[1].to_ecs()["flowsiem"]["severity"] == "low"
+    assert not al[1].actionable and al[0].actionable
 
 
 def _cli(*args):

@@ -176,26 +176,30 @@ def write_jsonl(alerts: list[Alert], path: Path) -> None:
             fh.write(json.dumps(a.to_ecs(), default=str) + "\n")
 
 
-DEVICE_COLUMNS = ("ip", "families", "risk_score", "rules", "alerts", "evidence")
+DEVICE_COLUMNS = ("ip", "severity", "families", "risk_score", "rules", "alerts", "evidence")
 
 
 def devices(alerts: list[Alert]) -> list[dict]:
-    """One row per flagged device, strongest first; the evidence is its highest-risk alert's sentence."""
+    """One row per flagged device, most severe then riskiest first; its severity is its most severe
+    alert's, its families those of its alerts at that severity or more (notices do not add a family
+    to a device with actionable alerts), the evidence its strongest alert's sentence."""
     by_ip: dict[str, list[Alert]] = {}
     for a in alerts:
         by_ip.setdefault(a.source_ip, []).append(a)
     rows = []
     for ip, al in by_ip.items():
-        top = max(al, key=lambda a: (a.risk_score, a.score))
+        top = max(al, key=lambda a: (a.severity_number, a.risk_score, a.score))
+        shown = [a for a in al if a.actionable] or al
         rows.append({
             "ip": ip,
-            "families": ";".join(sorted({a.rule.family for a in al})),
+            "severity": top.severity_name,
+            "families": ";".join(sorted({a.rule.family for a in shown})),
             "risk_score": top.risk_score,
             "rules": ";".join(sorted({a.rule.id for a in al})),
             "alerts": len(al),
             "evidence": top.message,
         })
-    rows.sort(key=lambda r: (-r["risk_score"], r["ip"]))
+    rows.sort(key=lambda r: (-SEVERITIES[r["severity"]], -r["risk_score"], r["ip"]))
     return rows
 
 
@@ -212,16 +216,20 @@ def print_devices(rows: list[dict], console, limit: int = 50) -> None:
     if not rows:
         console.print("[green]No device flagged.[/]")
         return
-    t = Table(title=f"Flagged devices ({len(rows)})", title_justify="left", show_lines=False)
+    acting = sum(1 for r in rows if SEVERITIES[r["severity"]] >= ACTIONABLE)
+    t = Table(title=f"Flagged devices: {acting} to act on (medium or more), {len(rows) - acting} with notices only",
+              title_justify="left", show_lines=False)
     t.add_column("device")
+    t.add_column("severity")
     t.add_column("families")
     t.add_column("risk", justify="right")
     t.add_column("alerts", justify="right")
     t.add_column("strongest evidence", overflow="fold")
     for r in rows[:limit]:
-        colour = "red" if r["risk_score"] >= 73 else "yellow" if r["risk_score"] >= 47 else "white"
-        t.add_row(r["ip"], r["families"].replace(";", ", "), f"[{colour}]{r['risk_score']}[/]", str(r["alerts"]),
-                  r["evidence"])
+        sev = SEVERITIES[r["severity"]]
+        colour = "red" if sev >= SEVERITIES["high"] else "yellow" if sev >= ACTIONABLE else "dim"
+        t.add_row(r["ip"], f"[{colour}]{r['severity']}[/]", r["families"].replace(";", ", "), str(r["risk_score"]),
+                  str(r["alerts"]), r["evidence"])
     console.print(t)
     if len(rows) > limit:
         console.print(f"… and {len(rows) - limit} more in devices.csv")
