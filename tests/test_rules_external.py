@@ -180,7 +180,7 @@ def test_off_hours_bulk_and_origin_evidence(results):
     assert share.observed == 1.0 and share.threshold < 1.0
     assert set(range(1, 5)) <= set(share.reference["quiet_hours"])
     assert set(_ev(night, "its hours").observed) <= {1, 2, 3, 4}
-    assert "less frequented than its busiest hour" in night.message
+    assert "less frequented than their busiest hour" in night.message and "PT clients" in night.message
 
     bulk = _alert(res, "external_abuse.bulk_download", BULK)
     per = _ev(bulk, "bytes served per connection (mean)")
@@ -246,3 +246,18 @@ def test_too_few_clients_to_judge(detect_day, days):
     srv = pd.concat([small, rows(range(0, 24 * HOUR, 24 * HOUR // 500), FLOOD, PUBLIC_SERVER)], ignore_index=True)
     res = detect_day(days["base"], days["test"], servers=srv)
     assert not [a for a in res.alerts if a.rule.family == FAMILY]
+
+
+def test_clients_abroad_keep_their_own_country_hours(detect_day, days):
+    """A population with many clients in a far time zone (their afternoon is our night): a new
+    client from that country at night is ordinary; a home-country client at the same hours is not."""
+    rng = np.random.default_rng(9)
+    abroad = lambda seed: make_clients_day(seed=seed, n_clients=60).assign(  # noqa: E731
+        src_ip=lambda d: "73.94." + d.src_ip.str.split(".").str[2:].str.join("."),
+        timestamp=lambda d: (d.timestamp + 10 * HOUR) % (24 * HOUR))
+    base = pd.concat([make_clients_day(seed=1), abroad(11)], ignore_index=True)
+    srv = pd.concat([make_clients_day(seed=2), abroad(12), _client(rng, _spread(rng, 60, 1, 5), "73.94.9.9"),
+                     _client(rng, _spread(rng, 60, 1, 5), NIGHT)], ignore_index=True)
+    res = detect_day(days["base"], days["test"], servers=srv, servers_base=base)
+    off = {a.source_ip for a in res.alerts if a.rule.id == "external_abuse.off_hours" and a.actionable}
+    assert NIGHT in off and "73.94.9.9" not in off

@@ -242,48 +242,85 @@ def _quiet(fx: ClientFeatures, spec):
 
 
 def _hour_rarity(fx: ClientFeatures, spec):
-    """How improbable a client's hours are under the clients' hour profile P: the mean over its
-    flows of log(P(busiest hour) / P(its hour)), its mix shrunk towards the population's by
-    `prior_flows` flows (a handful of flows proves nothing). exp() of it is "its hours are N times
-    less frequented than the busiest hour". Returns (today's values, own baseline values or NaN,
-    stats of the reference clients)."""
+    """How improbable a client's hours are: the mean over its flows of log(P(busiest hour) / P(its
+    hour)) under the hour profile P of the clients from its country (time zones: a client abroad
+    keeps its own country's hours) when the reference has min_country_clients of them, else of all
+    the clients; its mix shrunk towards that profile by `prior_flows` flows (a handful of flows
+    proves nothing). exp() of it is "its hours are N times less frequented than the busiest hour".
+    Returns (today's values, own baseline values or NaN, reference stats, deep-night floors,
+    the profile rows used)."""
     import numpy as np
 
-    p = np.maximum(fx.profile, 1.0 / (DAY_HOURS * max(fx.n_ref, 1)))  # an hour no client used: one client's share
-    w = np.log(p.max() / p)
     a = spec.num("prior_flows")
+    profiles = fx.stat(("country_profiles", spec.num("min_country_clients")), lambda: _country_profiles(fx, spec))
 
-    def rarity(m):
+    def rows(countries):
+        pw = [profiles.get(c, profiles[None]) for c in countries]
+        return np.array([x[0] for x in pw]), np.array([x[1] for x in pw])
+
+    def rarity(m, P, W):
         n = m.sum(axis=1, keepdims=True)
-        return ((m + a * fx.profile) / (n + a)) @ w
+        return (((m + a * P) / (n + a)) * W).sum(axis=1)
 
     def calc():
         m = fx.ref_hours
+        P, W = rows(fx.ref.country if len(m) == len(fx.ref) else [None] * len(m))
         keep = m.sum(axis=1) >= spec.num("min_flows")
-        m = m[keep] if keep.any() else m
-        r = rarity(m)
+        if keep.any():
+            m, P, W = m[keep], P[keep], W[keep]
+        r = rarity(m, P, W)
         return {"median": float(np.median(r)), "spread": MAD_TO_SIGMA * mad(r),
                 "p99": float(np.quantile(r, 0.99)), "clients": int(len(r)),
                 # how deep into the night the reference clients' own hours go (night owls included)
-                "deep_q": float(np.quantile(_weighted_low(m, w, spec.num("deep_share")), spec.num("deep_quantile")))}
-    st = fx.stat(("rarity", a, spec.num("min_flows")), calc)
-    own = rarity(fx.own_hours) if fx.own_hours is not None else np.full(len(fx.df), np.nan)
+                "deep_q": float(np.quantile(_weighted_low(m, W, spec.num("deep_share")), spec.num("deep_quantile")))}
+    st = fx.stat(("rarity", a, spec.num("min_flows"), spec.num("min_country_clients")), calc)
+    P, W = rows(fx.df.country)
+    own = rarity(fx.own_hours, P, W) if fx.own_hours is not None else np.full(len(fx.df), np.nan)
     own = np.where(fx.df.known.to_numpy(), own, np.nan)
     # the deep-night floor, counted only for clients active in at least min_active_hours rare hours
-    rare_hours = ((fx.hours > 0) & (w >= math.log(spec.num("min_rarity")))).sum(axis=1)
-    floor = np.where(rare_hours >= spec.num("min_active_hours"), _weighted_low(fx.hours, w, spec.num("deep_share")), 0.0)
-    return rarity(fx.hours), own, st, floor
+    rare_hours = ((fx.hours > 0) & (W >= math.log(spec.num("min_rarity")))).sum(axis=1)
+    floor = np.where(rare_hours >= spec.num("min_active_hours"), _weighted_low(fx.hours, W, spec.num("deep_share")), 0.0)
+    return rarity(fx.hours, P, W), own, st, floor, P
 
 
-def _weighted_low(m, w, share):
-    """Per row of flows-per-hour m: the hour weight w below which only `share` of its flows lie
-    (flow-weighted quantile): "(1 - share) of its flows are at hours at least this rare"."""
+def _country_profiles(fx, spec) -> dict:
+    """{country: (P, W)} for the countries with min_country_clients reference clients, and
+    {None: (P, W)} for all the clients: P the hour profile (each client weighs one), W the log of
+    how much less frequented each hour is than the busiest."""
     import numpy as np
 
-    order = np.argsort(w)
-    cum = np.cumsum(m[:, order], axis=1) / np.maximum(m.sum(axis=1, keepdims=True), 1.0)
-    idx = np.minimum((cum <= share).sum(axis=1), len(w) - 1)  # first hour (by rarity) past the share
-    return w[order][idx]
+    def pw(p, n):
+        p = np.maximum(p, 1.0 / (DAY_HOURS * max(n, 1)))  # an hour no client used: one client's share
+        return p / p.sum(), np.log(p.max() / p)
+
+    out = {None: pw(fx.profile, fx.n_ref)}
+    if len(fx.ref_hours) == len(fx.ref) and "country" in fx.ref:
+        for c, idx in fx.ref.reset_index().groupby("country").groups.items():
+            if len(idx) >= spec.num("min_country_clients") and isinstance(c, str):
+                out[c] = pw(_hour_profile(fx.ref_hours[np.asarray(idx)]), len(idx))
+    return out
+
+
+def _country_profiles_global(fx):
+    """The all-clients hour profile as _country_profiles normalises it (for the explanation)."""
+    import numpy as np
+
+    p = np.maximum(fx.profile, 1.0 / (DAY_HOURS * max(fx.n_ref, 1)))
+    return p / p.sum()
+
+
+def _weighted_low(m, W, share):
+    """Per row of flows-per-hour m and hour weights W (one row, or one per row of m): the weight
+    below which only `share` of its flows lie (flow-weighted quantile): "(1 - share) of its flows
+    are at hours at least this rare"."""
+    import numpy as np
+
+    W = np.broadcast_to(W, m.shape)
+    order = np.argsort(W, axis=1)
+    mm = np.take_along_axis(m, order, axis=1)
+    cum = np.cumsum(mm, axis=1) / np.maximum(m.sum(axis=1, keepdims=True), 1.0)
+    idx = np.minimum((cum <= share).sum(axis=1), m.shape[1] - 1)  # first hour (by rarity) past the share
+    return np.take_along_axis(np.take_along_axis(W, order, axis=1), idx[:, None], axis=1)[:, 0]
 
 
 def _busiest_window_share(m, width: int):
@@ -468,7 +505,7 @@ def off_hours(ctx, spec) -> list[Alert]:
     fx = client_features(ctx, spec)
     if _too_few(fx, spec):
         return []
-    rarity, own, st, floor_rarity = _hour_rarity(fx, spec)
+    rarity, own, st, floor_rarity, profiles = _hour_rarity(fx, spec)
     fence = max(st["median"] + size_aware_z(len(fx.df), spec.num("extreme_false_alarm_rate")) * st["spread"],
                 math.log(spec.num("min_improbable_rarity")))
     df = fx.df
@@ -486,16 +523,17 @@ def off_hours(ctx, spec) -> list[Alert]:
             "probing": df.ports.to_numpy() >= spec.num("probe_ports")}
     hit = improbable & np.logical_or.reduce(list(cues.values()))
     return [_explain_off_hours(fx, spec, i, rarity[i], own[i], floor_rarity[i], st, fence, deep_thr,
-                               [k for k, v in cues.items() if v[i]]) for i in np.flatnonzero(hit)]
+                               [k for k, v in cues.items() if v[i]], profiles[i]) for i in np.flatnonzero(hit)]
 
 
-def _explain_off_hours(fx, spec, i, rarity, own, floor_rarity, st, fence, deep_thr, cues) -> Alert:
+def _explain_off_hours(fx, spec, i, rarity, own, floor_rarity, st, fence, deep_thr, cues, profile) -> Alert:
     import numpy as np
 
     row, ip = fx.df.iloc[i], fx.df.index[i]
     counts = fx.hours[i]
     top = [int(h) for h in np.argsort(-counts)[:3] if counts[h] > 0]
-    busiest = int(np.argmax(fx.profile))
+    busiest = int(np.argmax(profile))
+    whose = "the clients'" if np.allclose(profile, _country_profiles_global(fx)) else f"{row.country} clients'"
     mine = [int(h) for h in np.flatnonzero(counts)]
     ev = [Evidence("hour rarity: how many times less frequented its hours are than the clients' busiest hour "
                    "(geometric mean)", "ratio", observed=round(math.exp(rarity), 1),
@@ -509,9 +547,9 @@ def _explain_off_hours(fx, spec, i, rarity, own, floor_rarity, st, fence, deep_t
                    threshold=round(math.exp(deep_thr), 1)),
           Evidence("its hours", "hours", observed=mine, reference={"busiest_hour": busiest,
                                                                   "quiet_hours": list(fx.quiet_hours)}),
-          Evidence("share of the clients' activity in its busiest hours (each client weighs one)", "share",
-                   observed={f"{h:02d}h": round(float(fx.profile[h]), 4) for h in top},
-                   reference=round(float(fx.profile[busiest]), 4)),
+          Evidence(f"share of {whose} activity in its busiest hours (each client weighs one)", "share",
+                   observed={f"{h:02d}h": round(float(profile[h]), 4) for h in top},
+                   reference=round(float(profile[busiest]), 4)),
           Evidence("share of its flows in the clients' quiet hours", "share", observed=round(row.quiet_share, 4),
                    baseline=None if not row.known else round(float(row.own_quiet_share), 4),
                    reference={"quiet_hours": list(fx.quiet_hours)},
@@ -523,8 +561,8 @@ def _explain_off_hours(fx, spec, i, rarity, own, floor_rarity, st, fence, deep_t
                    threshold=spec.num("min_active_hours"))]
     own_txt = (f"its baseline day: hours {math.exp(own):.1f}x rarer" if not is_missing(own) else
                _own(row, fmt_count(row.own_flows) + " flows"))
-    msg = (f"opened {fmt_count(row.flows)} connections at {fmt_hours(mine)}, hours the client population hardly "
-           f"uses: on average {math.exp(rarity):.0f}x less frequented than its busiest hour ({busiest:02d}h); "
+    msg = (f"opened {fmt_count(row.flows)} connections at {fmt_hours(mine)}, hours {whose.replace(chr(39), '')} "
+           f"hardly use: on average {math.exp(rarity):.0f}x less frequented than their busiest hour ({busiest:02d}h); "
            f"{_ref_word(fx)}: median {math.exp(st['median']):.1f}x, 99th percentile {math.exp(st['p99']):.1f}x; "
            f"and {', '.join(cues)} ({int(row.ports)} port(s)); {own_txt}")
     return Alert(rule=spec, source_ip=ip, message=f"{ip}{_origin(row)} {msg}", evidence=ev,
