@@ -271,8 +271,10 @@ def _hour_rarity(fx: ClientFeatures, spec):
         r = rarity(m, P, W)
         return {"median": float(np.median(r)), "spread": MAD_TO_SIGMA * mad(r),
                 "p99": float(np.quantile(r, 0.99)), "clients": int(len(r)),
-                # how deep into the night the reference clients' own hours go (night owls included)
-                "deep_q": float(np.quantile(_weighted_low(m, W, spec.num("deep_share")), spec.num("deep_quantile")))}
+                # how deep into the night the reference clients' own hours go (night owls included);
+                # today's clients include the one judged: the next deepest then
+                "deep_q": _deep_reference(_weighted_low(m, W, spec.num("deep_share")), spec.num("deep_quantile"),
+                                          fx.mode == "today")}
     st = fx.stat(("rarity", a, spec.num("min_flows"), spec.num("min_country_clients")), calc)
     P, W = rows(fx.df.country)
     own = rarity(fx.own_hours, P, W) if fx.own_hours is not None else np.full(len(fx.df), np.nan)
@@ -281,6 +283,19 @@ def _hour_rarity(fx: ClientFeatures, spec):
     rare_hours = ((fx.hours > 0) & (W >= math.log(spec.num("min_rarity")))).sum(axis=1)
     floor = np.where(rare_hours >= spec.num("min_active_hours"), _weighted_low(fx.hours, W, spec.num("deep_share")), 0.0)
     return rarity(fx.hours, P, W), own, st, floor, P
+
+
+def _deep_reference(floors, q: float, includes_self: bool) -> float:
+    """The reference clients' deep-night floor at quantile q; when the reference is today's
+    clients (the judged one among them), the second deepest stands for the deepest."""
+    import numpy as np
+
+    v = np.sort(np.asarray(floors, dtype=float))
+    if not len(v):
+        return 0.0
+    if includes_self and q >= 1.0 and len(v) > 1:
+        return float(v[-2])
+    return float(np.quantile(v, q))
 
 
 def _country_profiles(fx, spec) -> dict:
