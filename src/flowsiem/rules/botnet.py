@@ -32,12 +32,15 @@ baseline edges, and beacon statistics on candidate pairs only; Python scores the
 
 from __future__ import annotations
 
+import math
+
 from ..alerts import Alert, Evidence
 from ..fmt import fmt_duration, fmt_list, fmt_service
 from ..network import INTERNAL_EXTERNAL, INTERNAL_INTERNAL
 from . import rule
 from .beacon import beacon_score, beacon_stats
-from .common import DNS_PORT, engine_table, familiarity, mean, past, past_share, row_mask, where
+from .common import (DNS_PORT, company_service_users, engine_table, familiarity, mean, overlap_tail, past, past_share,
+                     row_mask, where)
 
 BEACON_KEYS = ("min_hosts", "max_prevalence", "min_connections", "min_active_hours", "min_score",
                "min_gap_regularity", "min_group_regularity", "min_gap_iqr_seconds", "min_size_iqr_bytes")
@@ -385,9 +388,34 @@ def common_beacon(ctx, spec) -> list[Alert]:
     return alerts
 
 
-def _explain_beacon(ctx, spec, dst, members, g, r) -> Alert:
+def deployed_software(ctx, spec, dst, members, proto, port) -> dict:
+    """Is a shared beacon to new address `dst` software the network runs? Either its company is
+    one many hosts use daily (familiar_host_share), or the beaconing hosts are, beyond chance
+    (routine_alpha) and mostly (routine_share), the hosts that reached that company on the same
+    service on the baseline day: the same routine answering from a new address."""
     org, share = familiarity(ctx, dst)
-    familiar = share >= spec.num("familiar_host_share")
+    users, hosts = company_service_users(ctx, org, proto, port) if org else (frozenset(), 0)
+    k = len(set(members) & users)
+    p = overlap_tail(k, len(members), len(users), hosts)
+    routine = k >= spec.num("routine_share") * len(members) and p <= spec.num("routine_alpha")
+    return {"org": org, "share": share, "routine_hosts": k, "company_users": len(users), "hosts": hosts,
+            "p": p, "routine": routine, "familiar": share >= spec.num("familiar_host_share") or routine}
+
+
+def _deployed_words(d, proto, port, n) -> str:
+    if d["routine"]:
+        return (f"; {d['routine_hosts']} of these {n} hosts already reached {d['org']} on "
+                f"{fmt_service(proto, port)} on the baseline day (of {d['company_users']} of {d['hosts']} hosts, "
+                f"chance {d['p']:.1g}): the same software answering from a new address")
+    if d["familiar"]:
+        return (f"; {d['org']} is an organisation {d['share']:.0%} of the hosts use daily: new software deployed "
+                f"on several machines (an agent, an updater) polls like this")
+    return ""
+
+
+def _explain_beacon(ctx, spec, dst, members, g, r) -> Alert:
+    dep = deployed_software(ctx, spec, dst, members, r.proto, r.port)
+    org, share, familiar = dep["org"], dep["share"], dep["familiar"]
     n_rhythmic = int(g.rhythmic.sum())
     group_reg = float(g.gap_regularity.median())
     others = [m for m in members if m != r.src_ip]
@@ -399,11 +427,13 @@ def _explain_beacon(ctx, spec, dst, members, g, r) -> Alert:
                f"host(s) ({fmt_list(others)}; {n_rhythmic} of the {len(members)} on a regular rhythm, "
                f"median gap ~{fmt_duration(g.gap_med.median())}); baseline day: 0 flows to it from any host, "
                f"today {int(r.dst_hosts)} of {active_hosts(ctx)} active hosts use it"
-               + (f"; {org} is an organisation {share:.0%} of the hosts use daily: new software deployed on several "
-                  f"machines (an agent, an updater) polls like this" if familiar else ""))
+               + _deployed_words(dep, r.proto, r.port, len(members)))
     evidence = [
         Evidence("share of the internal hosts that used the destination's company on the baseline day",
                  "share", observed=round(share, 4), threshold=spec.num("familiar_host_share")),
+        Evidence("beaconing hosts that reached the destination's company on the same service on the baseline day",
+                 "hosts", observed=dep["routine_hosts"], reference=len(members),
+                 threshold=math.ceil(spec.num("routine_share") * len(members))),
         Evidence("connections to the destination", "flows", observed=int(r.n), baseline=0,
                  threshold=spec.t("min_connections")),
         Evidence("internal hosts beaconing to the destination on a regular rhythm", "hosts",
@@ -433,7 +463,8 @@ def _explain_beacon(ctx, spec, dst, members, g, r) -> Alert:
                  "bytes_up_median": round(float(r.size_med), 1),
                  "span_seconds": round((r.last_ts - r.first_ts).total_seconds(), 1),
                  "hosts_using_destination_today": int(r.dst_hosts), "organisation": org,
-                 "organisation_host_share": round(share, 4)},
+                 "organisation_host_share": round(share, 4), "known_routine": dep["routine"],
+                 "known_routine_chance": dep["p"]},
     )
 
 
@@ -517,11 +548,11 @@ def _member_part(ctx, spec, host, group, bs) -> dict | None:
                          f"(every ~{fmt_duration(polled.gap_med.median())}): the group's relay")
     if not m["cues"]:
         return None
-    m["familiar"] = (not len(hl) and not len(hh) and not len(polled)
-                     and all(familiarity(ctx, d)[1] >= spec.num("familiar_host_share") for d in set(hb.dst_ip)))
+    deps = [(deployed_software(ctx, spec, r.dst_ip, dsts[r.dst_ip], r.proto, r.port), r) for r in hb.itertuples()]
+    m["familiar"] = not len(hl) and not len(hh) and not len(polled) and all(d["familiar"] for d, _ in deps)
     if m["familiar"]:
-        m["cues"].append("the destination's company is one the network uses daily: software deployed on several "
-                         "machines polls like this")
+        m["cues"].append(_deployed_words(deps[0][0], deps[0][1].proto, deps[0][1].port,
+                                         len(dsts[deps[0][1].dst_ip])).lstrip("; "))
     m["rhythm"] = [float(x) for x in list(hb.score) + list(hh.score) + list(polled.score)]
     return m
 

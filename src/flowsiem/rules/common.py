@@ -340,6 +340,36 @@ def familiarity(ctx, ip) -> tuple[str | None, float]:
     return org, (familiar_origins(ctx).get("brand", {}).get(brand(org), 0.0) if org else 0.0)
 
 
+def company_service_users(ctx, org, proto, port) -> tuple[frozenset, int]:
+    """(the internal hosts that reached `org`'s company -- its brand -- on proto/port on the
+    baseline day, how many internal hosts reached outside at all). Services move between their
+    company's addresses from day to day; the hosts that ran one yesterday are its users."""
+    def build():
+        from ..network import INTERNAL_EXTERNAL
+
+        edges, info = ctx.base("edges"), ctx.base("ip_info")
+        if edges is None or info is None or org is None:
+            return frozenset(), 0
+        ie = edges.filter(edges.traffic_class == INTERNAL_EXTERNAL)
+        hosts = int(ie.aggregate(n=ie.src_ip.nunique()).to_pandas().n.iloc[0] or 0)
+        e = ie.filter((ie.proto == proto) & (ie.port == int(port))).select("src_ip", "dst_ip")
+        j = e.join(info.select("ip", "as_org"), e.dst_ip == info.ip).select("src_ip", "as_org").distinct().to_pandas()
+        return frozenset(j.src_ip[j.as_org.map(brand) == brand(org)]), hosts
+    return ctx.cached(("common.company_service_users", brand(org), str(proto), int(port)), build)
+
+
+def overlap_tail(k: int, n: int, users: int, hosts: int) -> float:
+    """P(at least k of n hosts drawn at random among `hosts` are among `users` of them): how
+    surprising it is that a group overlaps a known set of hosts this much (hypergeometric)."""
+    from scipy.stats import hypergeom
+
+    if k <= 0:
+        return 1.0
+    if hosts <= 0 or users <= 0:
+        return 1.0
+    return float(hypergeom.sf(k - 1, hosts, users, min(n, hosts)))
+
+
 def familiar_origins(ctx) -> dict:
     """{"country": {cc: share}, "as_org": {org: share}, "brand": {company: share}}: the share of
     the internal hosts that exchanged traffic with each country, AS organisation and company on

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from ..network import INTERNAL_EXTERNAL, INTERNAL_INTERNAL
 from .beacon import beacon_score, beacon_stats, poisson_dispersion_p
-from .common import DNS_PORT, engine_table, is_internal, median, row_mask, upper_fence
+from .common import DNS_PORT, engine_table, is_internal, median, quantile, row_mask, upper_fence
 
 FROM_INTERNAL = (INTERNAL_INTERNAL, INTERNAL_EXTERNAL)
 BASELINE_KEYS = ("forwarder_min_destinations", "forwarder_z", "established_min_hosts", "established_min_share")
@@ -138,12 +138,17 @@ def dns_events(flows):
 
 
 def tunnel_like(b: DnsBaseline, host: str, query_bytes: float, host_up_today: float, spec) -> tuple[bool, float, float]:
-    """Volume, not rhythm: queries longer than the network's AND a multiplied DNS upload is DNS
-    tunnelling (exfiltration.dns_tunnel's business). Returns (tunnel, query ratio, volume ratio)."""
+    """Volume, not rhythm: queries longer than the network's AND a DNS upload an order of
+    magnitude beyond the host's own and above nearly every host's day is DNS tunnelling
+    (exfiltration.dns_tunnel's business, which keeps a tunnel on a clock only at such a volume).
+    Below it, a rhythm of longish queries is C&C with encoded names: the cnc rules keep it.
+    Returns (tunnel, query ratio, volume ratio)."""
     q_ratio = query_bytes / b.query_bytes if b.query_bytes and b.query_bytes == b.query_bytes else 0.0
     base_up = b.host_dns_up.get(host) or b.host_dns_up_median or 0.0
     v_ratio = host_up_today / base_up if base_up and base_up == base_up else math.inf
-    return (q_ratio >= spec.num("tunnel_query_ratio") and v_ratio >= spec.num("tunnel_volume_ratio")), q_ratio, v_ratio
+    peers_q = quantile(list(b.host_dns_up.values()), spec.num("tunnel_peer_quantile")) if b.host_dns_up else 0.0
+    return (q_ratio >= spec.num("tunnel_query_ratio") and v_ratio >= spec.num("tunnel_volume_ratio")
+            and host_up_today >= peers_q), q_ratio, v_ratio
 
 
 def dns_rhythm(ctx, flows, pairs_df) -> dict:

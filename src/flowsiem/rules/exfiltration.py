@@ -177,9 +177,12 @@ def _judge_upload(ctx, spec, ref, u) -> dict | None:
     if known:  # where: an organisation the host never sent anything to; else an address it never used
         new_org = ((u["src_ip"], org) not in ref["host_orgs"]) if org else u["addr_base_up"] <= 0
         new_addr = u["addr_base_up"] <= 0
+        # its sync or backup company: it already sent that company more than nearly any host
+        # sends one destination in a day (providers rotate addresses: a new one is no news)
+        bulk_org = bool(org) and ref["host_orgs"].get((u["src_ip"], org), 0.0) >= u["pair_q"]
     else:      # a host new today has no history: an organisation the network does not use
         new_org = familiarity(ctx, u["dst_ip"])[1] < spec.num("familiar_host_share")
-        new_addr = False
+        new_addr = bulk_org = False
     extreme = u["up"] >= ref["extreme"]
     off_hours = known and u["silent_up"] >= spec.num("silent_share") * u["up"]
     # a conversation that receives about as much as it sends is interactive (a video call, a
@@ -187,15 +190,17 @@ def _judge_upload(ctx, spec, ref, u) -> dict | None:
     one_way = u["up"] >= spec.num("one_way_ratio") * max(u["down"], 1.0)
     # High: an organisation new for the host, or an extreme volume. Medium: a new address of an
     # organisation it uses (big providers rotate addresses: weaker), or mostly at hours it is silent.
-    # Low: an address it already sent data to (its backup, sync or sharing service), in its hours,
-    # or a two-way conversation.
+    # Low: an address -- or the company -- it already sends data to in bulk (its backup, sync or
+    # sharing service), in its hours, or a two-way conversation.
     if not one_way and not extreme:
         severity = "low"
     else:
-        severity = None if (new_org or extreme) else "medium" if (new_addr or off_hours) else "low"
+        severity = (None if (new_org or extreme) else
+                    "medium" if ((new_addr and not bulk_org) or off_hours) else "low")
     score = mean(past(excess, own_thr), past(u["up"], peer_thr), float(new_org), past(u["up"], ref["extreme"]))
     return {**u, "known": known, "base_total": base_total, "excess": excess, "own_thr": own_thr,
             "peer_thr": peer_thr, "new_for_host": new_org, "new_address": new_addr, "extreme": extreme,
+            "bulk_org": bulk_org,
             "off_hours": off_hours, "one_way": one_way,
             "severity": severity, "score": score,
             "rank": ({None: 2, "medium": 1, "low": 0}[severity], score)}
@@ -212,8 +217,11 @@ def _explain_upload(ctx, spec, ref, v) -> Alert:
         why.append(f"{'an organisation' if v['org'] else 'a destination'} the host never sent anything to"
                    if v["known"] else "an organisation the network does not use (a host new today)")
     elif v["new_address"]:
-        why.append(f"a new address of {v['org']}, an organisation the host uses "
-                   f"({fmt_bytes(ref['host_orgs'].get((v['src_ip'], v['org']), 0))} on its baseline day)")
+        why.append(f"a new address of {v['org']}, an organisation the host "
+                   f"{'already sends data to in bulk' if v['bulk_org'] else 'uses'} "
+                   f"({fmt_bytes(ref['host_orgs'].get((v['src_ip'], v['org']), 0))} on its baseline day"
+                   + (f", beyond the peers' {int(round(spec.num('peer_quantile') * 100))}th percentile to one "
+                      f"destination: its sync or backup service)" if v["bulk_org"] else ")"))
     else:
         why.append(f"an address the host already sent data to ({fmt_bytes(v['addr_base_up'])} on its baseline day)"
                    if v["known"] else f"{v['org']}, an organisation the network uses")
@@ -319,13 +327,14 @@ def _judge_tunnel(spec, b, peer, r) -> dict | None:
     # volume alone is the weaker path: half the score
     score = mean(past(up, vol_thr), past(q50, size_thr)) if long_and_many else mean(past(up, extreme_thr), 0.0)
     return {"row": r, "has_base": has_base, "base_up": base_up, "vol_thr": vol_thr if long_and_many else extreme_thr,
-            "size_thr": size_thr, "score": score, "long": long_and_many,
+            "size_thr": size_thr, "score": score, "long": long_and_many, "extreme": extreme,
             "cues": "long queries, many more of them" if long_and_many else "DNS volume alone"}
 
 
 def _not_polling(ctx, spec, cands) -> list[dict]:
-    """Drop candidates whose DNS is a low-rate timer: C&C polling, not data. A tunnel is driven by
-    the data it carries; its queries come in bursts, not on a clock."""
+    """Drop candidates whose DNS is a timer of modest volume: C&C polling, not data. A tunnel is
+    driven by the data it carries; its queries come in bursts, not on a clock -- unless it paces
+    them, and then its extreme volume still says data."""
     if not cands:
         return []
     import pandas as pd
@@ -339,7 +348,7 @@ def _not_polling(ctx, spec, cands) -> list[dict]:
         pair = top[top.src_ip == c["row"].src_ip]
         bs = rhythm.get((c["row"].src_ip, pair.dst_ip.iloc[0])) if len(pair) else None
         c["rhythm_p"] = bs["rhythm_p"] if bs else 1.0
-        if c["rhythm_p"] > spec.num("polling_alpha") or not c["long"]:
+        if c["rhythm_p"] > spec.num("polling_alpha") or not c["long"] or c["extreme"]:
             out.append(c)
     return out
 

@@ -533,12 +533,34 @@ def off_hours(ctx, spec) -> list[Alert]:
                   & (df.active_hours.to_numpy() >= spec.num("min_active_hours")) & ~(own >= fence))
     deep_thr = max(math.log(spec.num("min_rarity")), st["deep_q"])
     deep = floor_rarity > deep_thr
+    # hours alone are evidence only when the client came back or stayed for hours: one late
+    # session is a person
+    gap = spec.num("visit_gap_minutes")
+    vis = _visits(ctx, df.index[improbable & deep], gap).reindex(df.index, fill_value=0)
+    deep &= ((vis.visits.to_numpy() >= spec.num("min_visits"))
+             | (vis.bins.to_numpy() * gap / 60.0 >= spec.num("min_presence_hours")))
     _, zf, _ = _volume(fx, spec)
     cues = {"deep night": deep, "heavy": zf >= spec.num("z_volume"),
             "probing": df.ports.to_numpy() >= spec.num("probe_ports")}
     hit = improbable & np.logical_or.reduce(list(cues.values()))
     return [_explain_off_hours(fx, spec, i, rarity[i], own[i], floor_rarity[i], st, fence, deep_thr,
                                [k for k, v in cues.items() if v[i]], profiles[i]) for i in np.flatnonzero(hit)]
+
+
+def _visits(ctx, ips, gap_minutes: float):
+    """Per client in `ips` (a frame indexed by ip): `bins`, the gap_minutes-wide time bins it was
+    active in, and `visits`, its runs of activity apart by a silent bin (only these clients' flows)."""
+    import pandas as pd
+
+    if not len(ips):
+        return pd.DataFrame({"visits": [], "bins": []}, dtype=int)
+    t = ctx.servers
+    t = t.filter(t.src_ip.isin(list(ips)))
+    b = (t.ts.epoch_seconds() / (60.0 * gap_minutes)).floor().cast("int64")
+    bins = t.select(ip=t.src_ip, b=b).distinct().to_pandas().sort_values(["ip", "b"])
+    bins["new_run"] = bins.groupby("ip").b.diff().fillna(2) > 1
+    g = bins.groupby("ip")
+    return pd.DataFrame({"visits": g.new_run.sum().astype(int), "bins": g.size().astype(int)})
 
 
 def _explain_off_hours(fx, spec, i, rarity, own, floor_rarity, st, fence, deep_thr, cues, profile) -> Alert:
@@ -615,7 +637,14 @@ def bulk_download(ctx, spec) -> list[Alert]:
     by_service = fx.stat(key + ("service",), lambda: {
         svc: calc(g) for svc, g in fx.ref.groupby("service") if len(g) >= spec.num("min_service_clients")}
         if "service" in fx.ref else {})
-    sts = [by_service.get(svc, every) for svc in df.get("service", [None] * len(df))]
+    # a service with only a handful of clients cannot give a spread, but it does say what a
+    # connection to it can carry: the client must also go size_ratio beyond the largest of them
+    few_max = fx.stat(key + ("few",), lambda: {
+        svc: float(g.bytes_per_flow.max()) for svc, g in fx.ref.groupby("service")
+        if len(g) < spec.num("min_service_clients")} if "service" in fx.ref else {})
+    services = list(df.get("service", [None] * len(df)))
+    sts = [by_service.get(svc, every) for svc in services]
+    beyond_few = df.bytes_per_flow.to_numpy() >= spec.num("size_ratio") * np.array([few_max.get(x, 0.0) for x in services])
     med = np.array([x["med"] for x in sts])
     sig = np.array([x["sig"] for x in sts])
     median = np.array([x["median"] for x in sts])
@@ -625,7 +654,7 @@ def bulk_download(ctx, spec) -> list[Alert]:
     own_ratio = df.bytes_per_flow.to_numpy() / np.maximum(np.nan_to_num(own, nan=1.0), 1.0)
     vs_own = np.where(np.isnan(own) | (np.nan_to_num(own_n) < min_n), True, own_ratio >= spec.num("size_ratio"))
     cue = ((ratio >= spec.num("size_ratio")) & (z >= spec.num("size_z")) & (df.flows.to_numpy() >= min_n)
-           & (df.down_bytes.to_numpy() >= np.array([x["bytes_q"] for x in sts])) & vs_own)
+           & (df.down_bytes.to_numpy() >= np.array([x["bytes_q"] for x in sts])) & vs_own & beyond_few)
     v, _, zb = _volume(fx, spec)
     return [_explain_bulk(fx, spec, i, sts[i], v, z[i], zb[i], ratio[i]) for i in np.flatnonzero(cue)]
 
