@@ -124,13 +124,15 @@ def _build_features(ctx, quiet_hour_share: float, min_clients: int) -> ClientFea
 
 def _clients_today(ctx):
     """(per-client table indexed by ip, flows-per-hour matrix) of today's external clients, or None."""
+    import numpy as np
+
     t = ctx.servers
     if t is None:
         return None
     agg = t.group_by(ip=t.src_ip).aggregate(
         flows=t.count(), up_bytes=t.up_bytes.sum().fill_null(0), down_bytes=t.down_bytes.sum().fill_null(0),
         servers=t.dst_ip.nunique(), ports=t.port.nunique(), active_hours=t.hour.nunique(), first_ts=t.ts.min(),
-        last_ts=t.ts.max())
+        last_ts=t.ts.max(), up_sd=t.up_bytes.cast("float64").std())
     ch = t.group_by(ip=t.src_ip, hour=t.hour).aggregate(flows=t.count()).to_pandas()
     df = agg.to_pandas()
     if df.empty:
@@ -155,6 +157,8 @@ def _clients_today(ctx):
     hours = _hour_matrix(ch, df.index)
     df["peak_hour_flows"] = hours.max(axis=1)
     df["bytes_per_flow"] = df.down_bytes / df.flows
+    # how alike its requests are (coefficient of variation of bytes sent): failed logins are copies
+    df["up_cv"] = (df.up_sd.astype("float64") / (df.up_bytes / df.flows).clip(lower=1.0)).fillna(np.inf)
     return df, hours
 
 
@@ -426,7 +430,10 @@ def request_flood(ctx, spec) -> list[Alert]:
       burst    the same on the client's busiest hour against the clients' busiest hours (a brute
                force or short flood hides in an ordinary daily total); without a clean servers
                day that hour must also hold >= burst_share of its day;
-      around   heavy in both flows and bytes served AND keeping the clients' quiet hours."""
+      around   heavy in both flows and bytes served AND keeping the clients' quiet hours;
+      repeat   beyond the clients' 99th percentile of flows AND beyond busiest_ratio x the busiest
+               client of its own service (a login service has few, light clients) AND requests that
+               are copies of each other (failed logins, a scripted call)."""
     fx = client_features(ctx, spec)
     if _too_few(fx, spec):
         return []
@@ -461,18 +468,47 @@ def _flood_paths(fx, spec):
     peak = df.peak_hour_flows.to_numpy()
     burst = (peak >= peak_thr) & own_ok & (baseline | (peak >= spec.num("burst_share") * flows))
     around = (zf >= zthr) & (zb >= zthr) & quiet_cue & own_ok
-    paths = {i: ("extreme" if extreme[i] else "burst" if burst[i] else "around")
-             for i in np.flatnonzero(extreme | burst | around)}
+    svc_busiest = _service_busiest(fx)
+    repeat = ((flows >= v["flows_p99"]) & (flows >= spec.num("busiest_ratio") * svc_busiest)
+              & (df.up_cv.to_numpy() <= spec.num("max_size_cv")) & own_ok)
+    paths = {i: ("extreme" if extreme[i] else "burst" if burst[i] else "around" if around[i] else "repeat")
+             for i in np.flatnonzero(extreme | burst | around | repeat)}
     return paths, {"v": v, "zf": zf, "zb": zb, "st": st, "lb": lb, "fence": fence, "f_extreme": f_extreme,
-                   "pk": pk, "peak_thr": peak_thr, "zthr": zthr}
+                   "pk": pk, "peak_thr": peak_thr, "zthr": zthr, "svc_busiest": svc_busiest}
+
+
+def _service_busiest(fx):
+    """Per today's client: the most flows any reference client of its main service made (0 when
+    the service had no clients); without a clean servers day, the busiest other client."""
+    import numpy as np
+
+    services = list(fx.df.get("service", [None] * len(fx.df)))
+    if "service" not in fx.ref:
+        return np.zeros(len(fx.df))
+    top2 = fx.stat(("service_top2",), lambda: {
+        svc: sorted(g.flows.astype(float))[-2:] for svc, g in fx.ref.groupby("service")})
+    own = fx.df.flows.to_numpy()
+    out = []
+    for svc, f in zip(services, own):
+        t = top2.get(svc, [])
+        if fx.mode == "today" and t and t[-1] == f:  # itself among today's clients
+            t = t[:-1]
+        out.append(t[-1] if t else 0.0)
+    return np.asarray(out, dtype=float)
 
 
 def _explain_flood(fx, spec, i, path, c) -> Alert:
     df, v, st, pk = fx.df, c["v"], c["st"], c["pk"]
     row, ip = df.iloc[i], df.index[i]
     f_mod, b_mod = from_log_z(v["f_med"], v["f_sig"], c["zthr"]), from_log_z(v["b_med"], v["b_sig"], c["zthr"])
-    ev = _volume_evidence(row, v, {"extreme": c["f_extreme"], "burst": None}.get(path, f_mod),
+    ev = _volume_evidence(row, v, {"extreme": c["f_extreme"], "burst": None, "repeat": v["flows_p99"]}.get(path, f_mod),
                           b_mod if path == "around" else None)
+    if path == "repeat":
+        ev.append(Evidence(f"flows vs the busiest client of its service ({row.get('service') or 'unknown'})", "flows",
+                           observed=int(row.flows), reference=round(float(c["svc_busiest"][i]), 1),
+                           threshold=round(spec.num("busiest_ratio") * float(c["svc_busiest"][i]), 1)))
+        ev.append(Evidence("variation of its request sizes (coefficient of variation of bytes sent)", "ratio",
+                           observed=round(float(row.up_cv), 3), threshold=spec.num("max_size_cv")))
     ev.append(Evidence("robust z of log flows vs the clients", "z", observed=round(float(c["zf"][i]), 2),
                        reference={"clients": fx.n_ref, "spread_log": round(v["f_sig"], 3)},
                        threshold=round(c["fence"], 2) if path == "extreme" else c["zthr"] if path == "around" else None))
@@ -492,7 +528,10 @@ def _explain_flood(fx, spec, i, path, c) -> Alert:
                f" ({row.flows / v['flows_max']:.1f}x the busiest client of the baseline day)" if fx.mode == "baseline" else "")),
            "burst": (f"{fmt_count(row.peak_hour_flows)} of them in a single hour, while {_ref_word(fx)}' busiest hour "
                      f"is typically {fmt_count(math.exp(pk['med']))} flows (the busiest {fmt_count(pk['max'])})"),
-           "around": f"heavy and around the clock (clients' median quiet-hour share {fmt_share(st['ref_med'])})"}[path]
+           "around": f"heavy and around the clock (clients' median quiet-hour share {fmt_share(st['ref_med'])})",
+           "repeat": (f"requests that are copies of each other (sizes vary by {row.up_cv:.0%}) to {row.get('service') or 'a service'}, "
+                      + (f"whose busiest other client made {fmt_count(c['svc_busiest'][i])}" if c["svc_busiest"][i] > 0
+                         else "which no other client used") + ": password guessing or a scripted call")}[path]
     msg = (f"opened {fmt_count(row.flows)} connections (flows) to the public servers today "
            f"({fmt_bytes(row.down_bytes)} served){qtxt}: {how}; {_ref_word(fx)}: median {fmt_count(v['flows_median'])}, "
            f"99th percentile {fmt_count(v['flows_p99'])} flows a day; {_own(row, fmt_count(row.own_flows) + ' flows')}")
@@ -656,7 +695,8 @@ def bulk_download(ctx, spec) -> list[Alert]:
     cue = ((ratio >= spec.num("size_ratio")) & (z >= spec.num("size_z")) & (df.flows.to_numpy() >= min_n)
            & (df.down_bytes.to_numpy() >= np.array([x["bytes_q"] for x in sts])) & vs_own & beyond_few)
     v, _, zb = _volume(fx, spec)
-    return [_explain_bulk(fx, spec, i, sts[i], v, z[i], zb[i], ratio[i]) for i in np.flatnonzero(cue)]
+    return [_explain_bulk(fx, spec, i, {**sts[i], "service_max": few_max.get(services[i])}, v, z[i], zb[i], ratio[i])
+            for i in np.flatnonzero(cue)]
 
 
 def _explain_bulk(fx, spec, i, st, v, z, zb, ratio) -> Alert:
@@ -675,6 +715,10 @@ def _explain_bulk(fx, spec, i, st, v, z, zb, ratio) -> Alert:
                    baseline=None if not row.known else int(row.own_flows),
                    reference={"median": round(v["flows_median"], 1), "p99": round(v["flows_p99"], 1)},
                    threshold=spec.num("min_flows"))]
+    if st.get("service_max") is not None:  # a service with a handful of clients: its largest is the bound
+        ev.append(Evidence(f"bytes per connection vs the largest of the few baseline clients of {row.service}", "bytes",
+                           observed=round(float(row.bytes_per_flow)), reference=round(st["service_max"]),
+                           threshold=round(spec.num("size_ratio") * st["service_max"])))
     own_txt = _own(row, fmt_bytes(row.own_bytes_per_flow) + " per connection")
     svc = f" of {row.service}" if st["clients"] < fx.n_ref and isinstance(row.get("service"), str) else ""
     msg = (f"downloaded {fmt_bytes(row.down_bytes)} from the public servers today in {fmt_count(row.flows)} connections, "

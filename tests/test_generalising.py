@@ -1,0 +1,322 @@
+"""Behaviours added to the rules so that they generalise beyond the hand-built cases, each on a
+small hand-made day (same helpers and style as test_hard_cases.py).
+
+A device counts as flagged for a family when it has an alert of that family at medium severity
+or more (`Alert.actionable`); low alerts are notices.
+
+  1  botnet: a shared beacon of the hosts that already ran the same agent against the same
+     company and service on the baseline day, now at a new address of that company, is a notice
+     (deployed_software: routine_share / routine_alpha); strangers and new companies stay alerts
+  2  DNS: a tunnel paced on a strict clock is still exfiltration when its volume is extreme
+     (_not_polling); a longish-query poller at a few times its DNS volume stays C&C (tunnel_like)
+  3  external bulk_download: a service with only a handful of clients (a VPN) is bounded by the
+     largest of its own clients (beyond_few), while web scraping is still found
+  4  external off_hours: one late session is a person; a client that comes back at deep-night
+     hours is a pattern (_visits: min_visits / min_presence_hours)
+  5  exfiltration upload_volume: a big upload to a new address of the company the host already
+     syncs to in bulk is a notice (bulk_org); to a company it only browsed it is an alert
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import HOUR, NET, PUBLIC_SERVER, hosts, make_clients_day, make_office_day, rows
+from test_hard_cases import _periodic, _random
+
+MINUTE = 6000  # centiseconds
+
+
+def _clip(d: pd.DataFrame) -> pd.DataFrame:
+    return d.assign(timestamp=d.timestamp.clip(0, 24 * HOUR - 1)).sort_values("timestamp", kind="stable")
+
+
+def _detect(tmp_path_factory, name, base, test, servers=None, servers_base=None):
+    """profile(base[, servers_base]) then detect(test[, servers]) once for a module fixture."""
+    from flowsiem.detect import DetectOptions, detect
+    from flowsiem.profile import ProfileOptions, build_profile
+
+    d = tmp_path_factory.mktemp(name)
+    files = {"data": base, "test": test, "servers_data": servers_base, "servers": servers}
+    for f, df in files.items():
+        if df is not None:
+            _clip(df.reset_index(drop=True)).to_parquet(d / f"{f}.parquet", index=False)
+    sb = d / "servers_data.parquet" if servers_base is not None else None
+    sv = d / "servers.parquet" if servers is not None else None
+    build_profile(d / "data.parquet", d / "profile", servers=sb, options=ProfileOptions())
+    res = detect(d / "test.parquet", d / "profile", d / "out", servers=sv, options=DetectOptions(examples=0))
+    assert not res.errors, res.errors
+    return res
+
+
+def _of(res, ips, family=None, rule_id=None):
+    return [a for a in res.alerts if a.source_ip in set(ips)
+            and (family is None or a.rule.family == family) and (rule_id is None or a.rule.id == rule_id)]
+
+
+def _flagged(res, family):
+    """Devices an analyst must act on for `family`: an alert of medium severity or more."""
+    return {a.source_ip for a in res.alerts if a.rule.family == family and a.actionable}
+
+
+# --- 1  botnet: the same agent answering from a new address of its company ---------------------------------
+
+H100 = hosts(100)
+TV_YESTERDAY, TV_TODAY, TV_OTHER = "185.188.32.10", "185.188.33.20", "185.188.34.30"  # TeamViewer 185.188.32.0/22
+HETZNER_NEW = "94.130.2.2"                                                            # Hetzner Online GmbH
+TV_USERS = H100[:8]            # poll TeamViewer on tcp/5938 every 5 min on both days (8 % of the hosts)
+TV_STRANGERS = H100[40:44]     # never reached TeamViewer; today poll a new TeamViewer address the same way
+NEWCOMERS = [f"{NET}.{200 + i}" for i in range(4)]  # new today; poll a Hetzner address nobody used
+
+
+@pytest.fixture(scope="module")
+def agents(tmp_path_factory):
+    base = make_office_day(seed=1, n_hosts=100, flows_per_host=(100, 200))
+    test = make_office_day(seed=2, n_hosts=100, flows_per_host=(100, 200))
+
+    def poll(hosts_, dst, seed):
+        return [rows(_periodic(300, 0, 24, seed=seed + i), s, dst, port=5938, up=400, down=300)
+                for i, s in enumerate(hosts_)]
+    base = pd.concat([base, *poll(TV_USERS, TV_YESTERDAY, 1)])
+    test = pd.concat([test, *poll(TV_USERS, TV_TODAY, 50), *poll(TV_STRANGERS, TV_OTHER, 80),
+                      *poll(NEWCOMERS, HETZNER_NEW, 90)])
+    return _detect(tmp_path_factory, "agents", base, test)
+
+
+def test_1_known_agent_at_a_new_address_of_its_company_is_a_notice(agents):
+    """Remote-support and management agents (TeamViewer, RMM tools) poll their vendor on a timer
+    from every machine they are installed on, and the vendor rotates the server addresses from
+    day to day. The hosts that polled TeamViewer on tcp/5938 yesterday polling a new TeamViewer
+    address on the same port today are the same software, not a botnet -- even though TeamViewer
+    is a company only 8 % of the hosts use (below familiar_host_share, so only the routine overlap
+    makes it a notice)."""
+    botnet = _of(agents, TV_USERS, family="botnet")
+    assert {a.rule.id for a in botnet} == {"botnet.common_beacon", "botnet.coordinated_group"}
+    assert {a.source_ip for a in botnet} == set(TV_USERS)
+    for a in botnet:
+        assert a.severity_name == "low", (a.rule.id, a.source_ip, a.message)
+        assert "already reached TeamViewer" in a.message and "tcp/5938" in a.message
+    beacon = [a for a in botnet if a.rule.id == "botnet.common_beacon"]
+    assert all(a.destination_ip == TV_TODAY and a.details["known_routine"] for a in beacon)
+
+
+def test_1_new_pollers_of_a_company_stay_actionable(agents):
+    """A C2 new today has no users yesterday. Hosts that never ran the agent taking up the same
+    rhythm towards a new address -- of a company nobody uses (Hetzner, a common C2 host) or of
+    the agent's own company (a hijacked or look-alike service) -- are a group acting together."""
+    for group, dst in ((NEWCOMERS, HETZNER_NEW), (TV_STRANGERS, TV_OTHER)):
+        beacon = _of(agents, group, rule_id="botnet.common_beacon")
+        assert {a.source_ip for a in beacon} == set(group)
+        assert all(a.actionable and a.destination_ip == dst and not a.details["known_routine"] for a in beacon)
+        assert set(group) <= _flagged(agents, "botnet")
+        assert all("already reached" not in a.message for a in _of(agents, group, family="botnet"))
+
+
+# --- 2  DNS: a paced tunnel is data at an extreme volume; a modest poller is C&C ------------------------
+
+H30 = hosts(30)
+TUNNEL = H30[5]                 # 09-12 h: one 200-byte query per second to an outside resolver
+POLLER = H30[6]                 # 08-18 h: one 100-byte query per minute to an outside resolver
+TUNNEL_RESOLVER, C2_RESOLVER = "45.33.32.156", "94.130.1.1"
+
+
+def _dns_office_day(seed):
+    """The office day with ordinary ~65-byte DNS queries (~130 lookups per host per day)."""
+    d = make_office_day(seed=seed, flows_per_host=(300, 500))
+    dns = (d.port == 53).to_numpy()
+    d.loc[dns, "up_bytes"] = np.random.default_rng(seed + 100).integers(55, 76, int(dns.sum()))
+    return d
+
+
+@pytest.fixture(scope="module")
+def dns_day(tmp_path_factory):
+    test = pd.concat([
+        _dns_office_day(2),
+        rows(_periodic(1, 9, 12, seed=7, jitter=0.02), TUNNEL, TUNNEL_RESOLVER, proto="udp", port=53, up=200, down=120),
+        rows(_periodic(60, 8, 18, seed=8), POLLER, C2_RESOLVER, proto="udp", port=53, up=100, down=150),
+    ])
+    return _detect(tmp_path_factory, "dns", _dns_office_day(1), test)
+
+
+def test_2_tunnel_paced_on_a_clock_is_still_exfiltration(dns_day):
+    """DNS tunnelling tools (iodine, dnscat2) can pace their queries on a fixed interval to look
+    like a timer; they still move data, so the volume is hundreds of times the host's usual DNS
+    (2 MB in 3 h against ~8 kB a day) in queries three times longer than the network's. A clock
+    alone must not turn that into 'C&C polling'."""
+    (a,) = _of(dns_day, [TUNNEL], rule_id="exfiltration.dns_tunnel")
+    assert a.actionable and a.destination_ip == TUNNEL_RESOLVER
+    assert not _of(dns_day, [TUNNEL], family="cnc"), "a tunnel is the exfiltration rule's, not cnc's"
+
+
+def test_2_modest_longish_dns_on_a_timer_is_cnc_not_exfiltration(dns_day):
+    """C&C over DNS encodes a bot id in its names (queries somewhat longer than ordinary lookups)
+    and polls on a timer: 600 queries a day is a few times a host's usual DNS volume, nowhere near
+    a tunnel's. It is C&C (a new outside resolver on a machine rhythm), not data leaving."""
+    cnc = _of(dns_day, [POLLER], family="cnc")
+    assert {a.rule.id for a in cnc} & {"cnc.periodic_dns", "cnc.new_resolver"}
+    assert any(a.actionable and a.destination_ip == C2_RESOLVER for a in cnc)
+    assert not _of(dns_day, [POLLER], family="exfiltration")
+
+
+# --- 3  bulk_download: a service with a handful of clients --------------------------------------------
+
+VPN_SERVER = "200.0.0.12"
+VPN_CLIENTS = ["85.240.1.1", "85.240.1.2", "85.240.1.3", "85.240.1.4"]  # 4 < min_service_clients
+NEW_VPN = "85.240.1.9"      # new today: 30 tunnels of ~10 MB, like the VPN's clients
+VPN_DUMP = "85.240.1.10"    # new today: 30 connections of ~50 MB on the VPN port
+SCRAPER = "85.240.2.2"      # new today: 30 web requests of 15 MB (web clients fetch ~80 kB)
+
+
+def _vpn(ip, seed, n=12, per=10_000_000):
+    rng = np.random.default_rng(seed)
+    return rows(_random(n, 8, 20, seed), ip, VPN_SERVER, proto="udp", port=4500,
+                up=rng.integers(200_000, 900_000, n), down=rng.integers(int(per * 0.7), int(per * 1.3), n))
+
+
+@pytest.fixture(scope="module")
+def downloads(tmp_path_factory):
+    sbase = pd.concat([make_clients_day(seed=1), *[_vpn(c, 10 + i) for i, c in enumerate(VPN_CLIENTS)]])
+    stest = pd.concat([make_clients_day(seed=2), *[_vpn(c, 20 + i) for i, c in enumerate(VPN_CLIENTS[:3])],
+                       _vpn(NEW_VPN, 30, n=30), _vpn(VPN_DUMP, 32, n=30, per=50_000_000),
+                       rows(_random(30, 10, 16, 31), SCRAPER, PUBLIC_SERVER, up=2000, down=15_000_000)])
+    return _detect(tmp_path_factory, "downloads", make_office_day(seed=1), make_office_day(seed=2),
+                   servers=stest, servers_base=sbase)
+
+
+def test_3_vpn_tunnels_of_a_small_service_are_not_bulk_download(downloads):
+    """An IPsec/IKE VPN (udp/4500) with a handful of remote workers carries megabytes per
+    connection, a thousand times a web page. Too few clients to judge them against each other,
+    but the largest of them says what a tunnel carries: a new remote worker moving ~10 MB per
+    tunnel (300 MB in all, more than any client of the baseline day) is not mass retrieval."""
+    assert not _of(downloads, VPN_CLIENTS + [NEW_VPN], rule_id="external_abuse.bulk_download")
+
+
+def test_3_beyond_the_small_service_and_web_scraping_are_bulk_download(downloads):
+    """The bound is the small service's own largest client, not an exemption: 50 MB per
+    connection on the VPN port is far beyond any tunnel seen, and a web client fetching 15 MB per
+    request where web clients fetch ~80 kB is scraping or dumping the hosted content."""
+    got = {a.source_ip: a for a in _of(downloads, [VPN_DUMP, SCRAPER], rule_id="external_abuse.bulk_download")}
+    assert set(got) == {VPN_DUMP, SCRAPER}
+    assert all(a.actionable for a in got.values())
+    assert "tcp/443" in got[SCRAPER].message, "the scraper is judged against the web clients"
+
+
+# --- 4  off_hours: one late session is a person, coming back is a pattern -------------------------------
+
+ONE_SESSION = "85.241.7.7"   # new: 30 flows in one 20-minute session, 03:50-04:10 (two clock hours)
+COMES_BACK = "85.241.8.8"    # new: three 15-minute sessions of 15 flows at 01:30, 03:00 and 04:30
+
+
+def _session(ip, start, minutes, n, seed):
+    rng = np.random.default_rng(seed)
+    ts = np.sort(rng.integers(start, start + minutes * MINUTE, n))
+    return rows(ts, ip, PUBLIC_SERVER, up=rng.integers(800, 20000, n), down=rng.integers(7000, 150000, n))
+
+
+@pytest.fixture(scope="module")
+def night(tmp_path_factory):
+    stest = pd.concat([make_clients_day(seed=2, n_clients=300),
+                       _session(ONE_SESSION, 3 * HOUR + 50 * MINUTE, 20, 30, 1),
+                       *[_session(COMES_BACK, int(h * HOUR), 15, 15, 2 + k) for k, h in enumerate((1.5, 3.0, 4.5))]])
+    return _detect(tmp_path_factory, "night", make_office_day(seed=1), make_office_day(seed=2),
+                   servers=stest, servers_base=make_clients_day(seed=1, n_clients=300))
+
+
+def test_4_one_deep_night_session_is_a_person(night):
+    """People do visit a web site at 4 am (insomnia, a night shift, a baby): one session of a few
+    minutes, even one that straddles two clock hours (so it passes min_active_hours), is a
+    person. Hours alone are evidence only when the client comes back or stays for hours."""
+    assert not _of(night, [ONE_SESSION], family="external_abuse")
+
+
+def test_4_a_client_that_keeps_coming_back_at_night_is_flagged(night):
+    """Automated probing and exploitation of public services is scheduled when nobody watches:
+    a client that returns three times between 01 and 05 h, and never in the day, is a pattern
+    (web analytics count a new visit after 30 minutes of silence)."""
+    (a,) = _of(night, [COMES_BACK], rule_id="external_abuse.off_hours")
+    assert a.actionable and "deep night" in a.details["cues"]
+
+
+# --- 5  upload_volume: the host's bulk sync company at a new address ------------------------------------
+
+SYNCER = H30[3]     # baseline: 40 MB to Dropbox (its sync); today 200 MB to a new Dropbox address, 10-16 h
+BROWSER = H30[8]    # baseline: 6 small requests to Hetzner (5 kB up); today 200 MB to a new Hetzner address
+DBX_YESTERDAY, DBX_TODAY = "162.125.19.131", "162.125.6.1"
+HZ_YESTERDAY, HZ_TODAY = "94.130.1.1", "94.130.2.2"
+
+
+@pytest.fixture(scope="module")
+def uploads(tmp_path_factory):
+    # Volumes sit between the host's own bar (2x its whole baseline day: ~83 MB for the syncer)
+    # and "extreme" (10x the peers' 99th percentile of a whole day: ~300 MB here), so that where
+    # the data went decides the severity.
+    base = pd.concat([make_office_day(seed=1),
+                      rows(_random(40, 9, 18, 1), SYNCER, DBX_YESTERDAY, up=1_000_000, down=20_000),
+                      rows(_random(6, 9, 18, 2), BROWSER, HZ_YESTERDAY, up=800, down=40_000)])
+    test = pd.concat([make_office_day(seed=2),
+                      rows(_random(100, 10, 16, 3), SYNCER, DBX_TODAY, up=2_000_000, down=30_000),
+                      rows(_random(100, 10, 16, 4), BROWSER, HZ_TODAY, up=2_000_000, down=30_000)])
+    return _detect(tmp_path_factory, "uploads", base, test)
+
+
+def test_5_bulk_sync_to_a_new_address_of_its_company_is_a_notice(uploads):
+    """Backup and sync clients (Dropbox, OneDrive, a backup provider) send a host's data to
+    whichever of their provider's addresses answers today. A host that already sent its provider
+    more than nearly any host sends one destination in a day is syncing, in its working hours,
+    when a bigger batch goes to a new address of that provider."""
+    (a,) = _of(uploads, [SYNCER], rule_id="exfiltration.upload_volume")
+    assert a.severity_name == "low", a.message
+    assert a.destination_ip == DBX_TODAY and a.details["new_address_for_host"] and not a.details["extreme"]
+    assert "DROPBOX" in a.message and "in bulk" in a.message
+
+
+def test_5_same_upload_to_a_company_only_browsed_stays_actionable(uploads):
+    """Having browsed a company's site is no reason to send it 200 MB: the same volume to a new
+    address of a hosting company the host only made a few small requests to is data leaving."""
+    (a,) = _of(uploads, [BROWSER], rule_id="exfiltration.upload_volume")
+    assert a.actionable and a.destination_ip == HZ_TODAY and not a.details["extreme"]
+    assert "in bulk" not in a.message
+
+
+# --- 6  request_flood, repeat path: copies of one request to a service its users barely touch -------------
+
+SSH_SERVER = "200.0.0.22"
+SSH_ADMINS = ["85.242.1.1", "85.242.1.2", "85.242.1.3"]   # a handful of admins: 5-10 SSH logins a day
+GUESSER = "85.242.9.9"     # new: 150 logins of near-identical size (failed passwords) over 10 h
+CHATTY = "85.242.9.10"     # new: the same 150 connections to SSH, sizes as varied as people's
+WEB_REPEAT = "85.242.9.11"  # new: 150 identical web requests, within twice the busiest web client
+
+
+def _ssh(ip, seed, n, cv=None):
+    rng = np.random.default_rng(seed)
+    up = (rng.normal(2400, 2400 * cv, n) if cv is not None else rng.integers(500, 60000, n)).clip(200).astype(int)
+    return rows(_random(n, 8, 18, seed), ip, SSH_SERVER, port=22, up=up, down=rng.integers(2000, 4000, n))
+
+
+@pytest.fixture(scope="module")
+def logins(tmp_path_factory):
+    admins = lambda s: [_ssh(c, s + i, 5 + 2 * i) for i, c in enumerate(SSH_ADMINS)]  # noqa: E731
+    rng = np.random.default_rng(7)
+    stest = pd.concat([make_clients_day(seed=2), *admins(20), _ssh(GUESSER, 40, 150, cv=0.03), _ssh(CHATTY, 41, 150),
+                       rows(_random(150, 8, 18, 42), WEB_REPEAT, PUBLIC_SERVER, up=1500,
+                            down=rng.integers(7000, 9000, 150))])
+    return _detect(tmp_path_factory, "logins", make_office_day(seed=1), make_office_day(seed=2),
+                   servers=stest, servers_base=pd.concat([make_clients_day(seed=1), *admins(10)]))
+
+
+def test_6_password_guessing_on_a_quiet_login_service_is_a_flood(logins):
+    """A login service has a few users who connect a handful of times a day; 150 connections
+    whose requests are copies of each other (a failed password is the same exchange every time)
+    are password guessing even though 150 is an ordinary day for a web client."""
+    (a,) = _of(logins, [GUESSER], rule_id="external_abuse.request_flood")
+    assert a.actionable and a.details["path"] == "repeat"
+    assert "tcp/22" in a.message
+
+
+def test_6_varied_or_ordinary_repeats_are_not(logins):
+    """The cue is the copies on a service whose users barely touch it: the same number of SSH
+    connections with sizes as varied as people's work (file transfers, sessions), or identical
+    requests to the web server at a volume its busy clients reach, are not password guessing."""
+    assert not _of(logins, [CHATTY, WEB_REPEAT], rule_id="external_abuse.request_flood")
