@@ -15,6 +15,8 @@ or more (`Alert.actionable`); low alerts are notices.
      hours is a pattern (_visits: min_visits / min_presence_hours)
   5  exfiltration upload_volume: a big upload to a new address of the company the host already
      syncs to in bulk is a notice (bulk_org); to a company it only browsed it is an alert
+  6  external request_flood, repeat path: copies of one request to a login service its users
+     barely touch are password guessing; varied sizes or a volume busy clients reach are not
 """
 
 from __future__ import annotations

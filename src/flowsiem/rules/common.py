@@ -363,9 +363,7 @@ def overlap_tail(k: int, n: int, users: int, hosts: int) -> float:
     surprising it is that a group overlaps a known set of hosts this much (hypergeometric)."""
     from scipy.stats import hypergeom
 
-    if k <= 0:
-        return 1.0
-    if hosts <= 0 or users <= 0:
+    if k <= 0 or hosts <= 0 or users <= 0:
         return 1.0
     return float(hypergeom.sf(k - 1, hosts, users, min(n, hosts)))
 

@@ -479,22 +479,19 @@ def _flood_paths(fx, spec):
 
 def _service_busiest(fx):
     """Per today's client: the most flows any reference client of its main service made (0 when
-    the service had no clients); without a clean servers day, the busiest other client."""
+    the service had no clients); without a clean servers day, the busiest other client. Without
+    the clients' services (an older profile) nothing can be compared: infinite."""
     import numpy as np
 
-    services = list(fx.df.get("service", [None] * len(fx.df)))
-    if "service" not in fx.ref:
-        return np.zeros(len(fx.df))
-    top2 = fx.stat(("service_top2",), lambda: {
-        svc: sorted(g.flows.astype(float))[-2:] for svc, g in fx.ref.groupby("service")})
-    own = fx.df.flows.to_numpy()
-    out = []
-    for svc, f in zip(services, own):
-        t = top2.get(svc, [])
-        if fx.mode == "today" and t and t[-1] == f:  # itself among today's clients
-            t = t[:-1]
-        out.append(t[-1] if t else 0.0)
-    return np.asarray(out, dtype=float)
+    if "service" not in fx.ref or "service" not in fx.df:
+        return np.full(len(fx.df), np.inf)
+    top = fx.stat(("service_top2",), lambda: fx.ref.groupby("service").flows.apply(
+        lambda f: sorted(f.astype(float))[-2:]).to_dict())
+    first = fx.df.service.map(lambda s: top.get(s, [0.0])[-1]).to_numpy(dtype=float)
+    if fx.mode != "today":
+        return first
+    second = fx.df.service.map(lambda s: ([0.0] + top.get(s, []))[-2]).to_numpy(dtype=float)
+    return np.where(first == fx.df.flows.to_numpy(), second, first)  # itself among today's clients
 
 
 def _explain_flood(fx, spec, i, path, c) -> Alert:
@@ -716,7 +713,8 @@ def _explain_bulk(fx, spec, i, st, v, z, zb, ratio) -> Alert:
                    reference={"median": round(v["flows_median"], 1), "p99": round(v["flows_p99"], 1)},
                    threshold=spec.num("min_flows"))]
     if st.get("service_max") is not None:  # a service with a handful of clients: its largest is the bound
-        ev.append(Evidence(f"bytes per connection vs the largest of the few baseline clients of {row.service}", "bytes",
+        ev.append(Evidence(f"bytes per connection vs the largest of the few clients of {row.service} ({_ref_word(fx)})",
+                           "bytes",
                            observed=round(float(row.bytes_per_flow)), reference=round(st["service_max"]),
                            threshold=round(spec.num("size_ratio") * st["service_max"])))
     own_txt = _own(row, fmt_bytes(row.own_bytes_per_flow) + " per connection")
