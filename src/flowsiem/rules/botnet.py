@@ -39,8 +39,8 @@ from ..fmt import fmt_duration, fmt_list, fmt_service
 from ..network import INTERNAL_EXTERNAL, INTERNAL_INTERNAL
 from . import rule
 from .beacon import beacon_score, beacon_stats
-from .common import (DNS_PORT, company_service_users, engine_table, familiarity, mean, overlap_tail, past, past_share,
-                     row_mask, where)
+from .common import (DNS_PORT, active_hosts, company_service_users, engine_table, familiarity, mean, overlap_tail,
+                     past, past_share, row_mask, unicast, where)
 
 BEACON_KEYS = ("min_hosts", "max_prevalence", "min_connections", "min_active_hours", "min_score",
                "min_gap_regularity", "min_group_regularity", "min_gap_iqr_seconds", "min_size_iqr_bytes")
@@ -60,10 +60,6 @@ def _not_dns(t):
     return (t.port != DNS_PORT).fill_null(True)
 
 
-def _unicast(ctx, ips) -> set:
-    return {ip for ip in ips if isinstance(ip, str) and ctx.model.is_unicast_host(ip)}
-
-
 # --- what the baseline says about host-to-host services --------------------------------------------
 
 def peer_services(ctx, min_pairs: int):
@@ -79,7 +75,7 @@ def peer_services(ctx, min_pairs: int):
             return {}, set()
         b = b.filter((b.traffic_class == INTERNAL_INTERNAL) & (b.src_ip != b.dst_ip))
         ips = b.select(ip=b.src_ip).union(b.select(ip=b.dst_ip)).distinct().to_pandas().ip
-        groupcast = sorted(set(ips) - _unicast(ctx, ips))  # multicast, broadcast, 0.0.0.0 (few)
+        groupcast = sorted(set(ips) - unicast(ctx, ips))  # multicast, broadcast, 0.0.0.0 (few)
         discovery = set()
         if groupcast:
             d = b.filter(b.dst_ip.isin(groupcast) & ~b.src_ip.isin(groupcast)).select("proto", "port").distinct()
@@ -118,7 +114,7 @@ def new_links(ctx, min_pairs: int):
             t = t.anti_join(known, ["src_ip", "dst_ip", "proto", "port"])
         df = t.select("src_ip", "dst_ip", "proto", "port", "flows", "up_bytes", "down_bytes",
                       "first_ts", "last_ts", "hours").to_pandas()
-        uni = _unicast(ctx, set(df.src_ip) | set(df.dst_ip))
+        uni = unicast(ctx, set(df.src_ip) | set(df.dst_ip))
         df = df[df.src_ip.isin(uni) & df.dst_ip.isin(uni)].reset_index(drop=True)
         df["established"] = row_mask(df, ((p, _port(q)) in established for p, q in zip(df.proto, df.port)))
         df["baseline_pairs"] = [pair_counts.get((p, _port(q)), 0) for p, q in zip(df.proto, df.port)]
@@ -166,15 +162,6 @@ def baseline_internal_peers(ctx):
         v = h.internal_peers.fillna(0)
         return dict(zip(h.ip, v.astype(int))), float(v.quantile(0.99)) if len(v) else 0.0, set(h.ip)
     return ctx.cached(("botnet.baseline_internal_peers",), build)
-
-
-def active_hosts(ctx) -> int:
-    """Internal hosts with outgoing traffic today: the denominator of a destination's prevalence."""
-    def build():
-        e = ctx.edges
-        t = e.filter(e.traffic_class.isin([INTERNAL_INTERNAL, INTERNAL_EXTERNAL]))
-        return max(len(_unicast(ctx, t.select("src_ip").distinct().to_pandas().src_ip)), 1)
-    return ctx.cached(("botnet.active_hosts",), build)
 
 
 # --- rhythms -----------------------------------------------------------------------------------------
@@ -241,7 +228,7 @@ def external_beacons(ctx, spec):
         ports = ie.join(cand.select("src_ip", "dst_ip"), ["src_ip", "dst_ip"]).select(
             "src_ip", "dst_ip", "proto", "port", "flows").to_pandas()
         cdf = cand.to_pandas()
-        cdf = cdf[cdf.src_ip.isin(_unicast(ctx, set(cdf.src_ip)))]
+        cdf = cdf[cdf.src_ip.isin(unicast(ctx, set(cdf.src_ip)))]
         ok_dst = cdf.groupby("dst_ip").src_ip.nunique()  # only these go on to the (costlier) statistics
         cdf = cdf[cdf.dst_ip.isin(ok_dst[ok_dst >= th["min_hosts"]].index)]
         if not len(cdf):

@@ -340,6 +340,35 @@ def familiarity(ctx, ip) -> tuple[str | None, float]:
     return org, (familiar_origins(ctx).get("brand", {}).get(brand(org), 0.0) if org else 0.0)
 
 
+def unicast(ctx, ips) -> set:
+    """The addresses of `ips` that are single hosts (not multicast, broadcast or 0.0.0.0)."""
+    return {ip for ip in ips if isinstance(ip, str) and ctx.model.is_unicast_host(ip)}
+
+
+def active_hosts(ctx) -> int:
+    """Internal hosts with outgoing traffic today: the denominator of a destination's prevalence."""
+    def build():
+        from ..network import INTERNAL_EXTERNAL, INTERNAL_INTERNAL
+
+        e = ctx.edges
+        t = e.filter(e.traffic_class.isin([INTERNAL_INTERNAL, INTERNAL_EXTERNAL]))
+        return max(len(unicast(ctx, t.select("src_ip").distinct().to_pandas().src_ip)), 1)
+    return ctx.cached(("common.active_hosts",), build)
+
+
+def outbound_hosts(ctx) -> int:
+    """Internal hosts that reached outside on the baseline day (0 without a baseline)."""
+    def build():
+        from ..network import INTERNAL_EXTERNAL
+
+        edges = ctx.base("edges")
+        if edges is None:
+            return 0
+        ie = edges.filter(edges.traffic_class == INTERNAL_EXTERNAL)
+        return int(ie.aggregate(n=ie.src_ip.nunique()).to_pandas().n.iloc[0] or 0)
+    return ctx.cached(("common.outbound_hosts",), build)
+
+
 def company_service_users(ctx, org, proto, port) -> tuple[frozenset, int]:
     """(the internal hosts that reached `org`'s company -- its brand -- on proto/port on the
     baseline day, how many internal hosts reached outside at all). Services move between their
@@ -351,10 +380,9 @@ def company_service_users(ctx, org, proto, port) -> tuple[frozenset, int]:
         if edges is None or info is None or org is None:
             return frozenset(), 0
         ie = edges.filter(edges.traffic_class == INTERNAL_EXTERNAL)
-        hosts = int(ie.aggregate(n=ie.src_ip.nunique()).to_pandas().n.iloc[0] or 0)
         e = ie.filter((ie.proto == proto) & (ie.port == int(port))).select("src_ip", "dst_ip")
         j = e.join(info.select("ip", "as_org"), e.dst_ip == info.ip).select("src_ip", "as_org").distinct().to_pandas()
-        return frozenset(j.src_ip[j.as_org.map(brand) == brand(org)]), hosts
+        return frozenset(j.src_ip[j.as_org.map(brand) == brand(org)]), outbound_hosts(ctx)
     return ctx.cached(("common.company_service_users", brand(org), str(proto), int(port)), build)
 
 
@@ -380,7 +408,7 @@ def familiar_origins(ctx) -> dict:
         if edges is None or info is None:
             return {}
         ie = edges.filter(edges.traffic_class == INTERNAL_EXTERNAL).select("src_ip", "dst_ip")
-        hosts = ie.aggregate(n=ie.src_ip.nunique()).to_pandas().n.iloc[0]
+        hosts = outbound_hosts(ctx)
         if not hosts:
             return {}
         j = ie.join(info.select("ip", "country", "as_org"), ie.dst_ip == info.ip)

@@ -26,7 +26,7 @@ from ..alerts import Alert, Evidence
 from ..fmt import fmt_bytes
 from ..network import INTERNAL_EXTERNAL
 from . import rule
-from .common import (DNS_PORT, engine_table, familiarity, mean, median, num, orgs_of, past, quantile,
+from .common import (DNS_PORT, active_hosts, engine_table, familiarity, mean, median, num, orgs_of, past, quantile,
                      timestamp, usual_hours, where)
 from .dns import dns_baseline, dns_flows, dns_rhythm, dns_today, exempt_hosts
 
@@ -52,8 +52,6 @@ def _crowds(ctx, spec, judged: list[dict]) -> None:
     """Several hosts sending far beyond their day to the same organisation (or address) today are
     doing something together -- a meeting, a sync, a shared service: data leaving through one
     compromised host is individual. Their uploads there become notices, the crowd named."""
-    from .botnet import active_hosts
-
     need = max(spec.num("crowd_min_hosts"), spec.num("crowd_share") * active_hosts(ctx))
     senders: dict = {}
     for v in judged:
