@@ -324,7 +324,9 @@ def test_zeek_tsv_blocks_torn_line_ipv6(engine):
     assert any("skipped 1 torn line" in n for n in res.notes)
     assert any(n.startswith("2 rows of 6 have no byte counts") for n in res.notes)
     assert got[0] == {"ts": dt.datetime(2024, 3, 1, 10), "src_ip": "10.0.0.5", "dst_ip": "93.184.216.34",
-                      "proto": "tcp", "port": 443, "src_port": 51000, "up_bytes": 1200, "down_bytes": 54000}
+                      "proto": "tcp", "port": 443, "src_port": 51000, "up_bytes": 1200, "down_bytes": 54000,
+                      # optional columns are carried when the log has them (no packet counts here)
+                      "duration": 1.5, "conn_state": "SF", "up_pkts": None, "down_pkts": None}
     icmp = got[2]
     assert icmp["src_ip"] == "fe80::1" and icmp["up_bytes"] is None and icmp["down_bytes"] is None
     assert got[3]["up_bytes"] == 300 and got[3]["down_bytes"] is None

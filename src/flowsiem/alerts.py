@@ -14,6 +14,7 @@ from .errors import UsageError
 
 # The four families and their exact ECS rule.category strings.
 FAMILIES = ("botnet", "exfiltration", "cnc", "external_abuse")
+REFERENCES = ("baseline", "capture")
 SEVERITIES = {"low": 21, "medium": 47, "high": 73, "critical": 99}  # Elastic's severity -> risk mapping
 ACTIONABLE = SEVERITIES["medium"]  # alerts at or above this severity are what an analyst must act on
 
@@ -31,6 +32,9 @@ class RuleSpec:
     thresholds: dict = field(default_factory=dict)
     enabled: bool = True
     allowlist: list[str] = field(default_factory=list)   # IPs, CIDRs or ASNs ("AS15169") or AS orgs ("org:GOOGLE")
+    # What the rule judges against: "baseline" = change from the clean day (detect only);
+    # "capture" = the analysed flows' own population and time course (detect and hunt).
+    reference: str = "baseline"
 
     @property
     def severity_number(self) -> int:

@@ -193,6 +193,37 @@ def run(
     _print_detect(result)
 
 
+@app.command()
+def hunt(
+    data: str = typer.Argument(..., help="The capture: a file, a glob or a directory (rotated hourly logs, several days, gzip)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Directory for alerts.jsonl and devices.csv."),
+    servers: Optional[str] = typer.Option(None, "--servers", help="Flows of external clients to the public servers, if kept apart (else the capture's inbound flows are used)."),
+    internal: Optional[str] = InternalOpt,
+    rules: Optional[Path] = RulesOpt,
+    disable: Optional[list[str]] = DisableOpt,
+    fmt: str = FormatOpt,
+    time_unit: str = TimeUnitOpt,
+    date: Optional[str] = DateOpt,
+    geoip_country: Optional[Path] = GeoCountryOpt,
+    geoip_asn: Optional[Path] = GeoAsnOpt,
+    engine: str = EngineOpt,
+    quiet: bool = QuietOpt,
+):
+    """Hunt in one capture with no clean day: beacons, C2 that never answers, scans, one-way
+    uploads, DNS bursts and rare resolvers, brute force and probes from outside.
+
+    The reference is the capture itself: its population of hosts and each host's own time
+    course. Rules that judge change from a clean day are skipped; use `run` when you have one.
+    Example: flowsiem hunt /var/log/zeek/2026-11-30/ --out hunt/
+    """
+    _setup(quiet)
+    from .hunt import HuntOptions, hunt as run_hunt
+
+    d = _detect_options(fmt, time_unit, date, engine, rules, disable, geoip_country, geoip_asn)
+    opts = HuntOptions(**{**d.__dict__, "internal": internal})
+    _print_detect(run_hunt(data, out, servers=servers, options=opts))
+
+
 @app.command("rules")
 def rules_cmd(
     rules: Optional[Path] = RulesOpt,
@@ -201,24 +232,28 @@ def rules_cmd(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also print descriptions and false-positive notes."),
     markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown table (for documentation)."),
 ):
-    """List every rule: id, family, ATT&CK technique, severity and thresholds."""
+    """List every rule: id, family, what it judges against, ATT&CK technique, severity, thresholds.
+
+    "baseline" rules judge change from a clean day (run, detect); "capture" rules judge the
+    analysed flows against their own hosts and time (run, detect and hunt).
+    """
     from rich.table import Table
 
     from .rules import load_rules
 
     specs = load_rules(rules, list(disable or []))
     if markdown:
-        typer.echo("| rule | family | ATT&CK | severity | thresholds (defaults) |")
-        typer.echo("|---|---|---|---|---|")
+        typer.echo("| rule | family | judged against | ATT&CK | severity | thresholds (defaults) |")
+        typer.echo("|---|---|---|---|---|---|")
         for s in specs.values():
             if family and s.family != family:
                 continue
             th = ", ".join(f"`{k}={v}`" for k, v in s.thresholds.items())
-            typer.echo(f"| `{s.id}` {s.name} | {s.family} | {s.technique} | {s.severity} | {th} |")
+            typer.echo(f"| `{s.id}` {s.name} | {s.family} | {s.reference} | {s.technique} | {s.severity} | {th} |")
         return
     c = con_mod.console()
     t = Table(title=f"{len(specs)} rules", title_justify="left", show_lines=verbose)
-    for col in ("id", "family", "technique", "severity", "on", "thresholds"):
+    for col in ("id", "family\n[dim]judged against[/]", "technique", "severity", "on", "thresholds"):
         t.add_column(col, overflow="fold")
     for s in specs.values():
         if family and s.family != family:
@@ -228,7 +263,8 @@ def rules_cmd(
             th += f"\n[dim]{s.description}[/]"
             if s.allowlist:
                 th += f"\n[dim]allowlist: {', '.join(map(str, s.allowlist))}[/]"
-        t.add_row(f"{s.id}\n[dim]{s.name}[/]", s.family, s.technique, s.severity, "yes" if s.enabled else "no", th)
+        t.add_row(f"{s.id}\n[dim]{s.name}[/]", f"{s.family}\n[dim]{s.reference}[/]", s.technique, s.severity,
+                  "yes" if s.enabled else "no", th)
     c.print(t)
 
 

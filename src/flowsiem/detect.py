@@ -38,10 +38,10 @@ class DetectOptions:
 class DetectContext:
     """Everything a rule may look at. Ibis tables live in the engine; *_df are small pandas tables."""
 
-    def __init__(self, engine, baseline_dir: Path, profile: dict, model: NetworkModel, flows, ip_info,
+    def __init__(self, engine, baseline_dir: Path | None, profile: dict, model: NetworkModel, flows, ip_info,
                  servers=None):
         self.engine = engine
-        self.baseline_dir = Path(baseline_dir)
+        self.baseline_dir = Path(baseline_dir) if baseline_dir is not None else None
         self.profile = profile
         self.model = model
         self.flows = flows                  # classified test flows: canonical + traffic_class, hour, ...
@@ -62,11 +62,16 @@ class DetectContext:
         return self._cache[key]
 
     # --- baseline -----------------------------------------------------------------------
+    @property
+    def has_baseline(self) -> bool:
+        """False for `hunt`: the reference is then the capture itself (its population and time)."""
+        return self.baseline_dir is not None
+
     def base(self, name: str):
         """A baseline table as an Ibis table (None when the profile did not write it)."""
         if name not in self._base:
             rel = self.profile.get("baseline_tables", {}).get(name)
-            path = self.baseline_dir / rel if rel else None
+            path = self.baseline_dir / rel if rel and self.baseline_dir else None
             self._base[name] = self.engine.read_parquet([path]) if path and path.exists() else None
         return self._base[name]
 
@@ -75,7 +80,7 @@ class DetectContext:
         import pandas as pd
 
         rel = self.profile.get("baseline_tables", {}).get(name)
-        path = self.baseline_dir / rel if rel else None
+        path = self.baseline_dir / rel if rel and self.baseline_dir else None
         return pd.read_parquet(path) if path and path.exists() else None
 
     # --- test-day aggregates ------------------------------------------------------------
@@ -105,6 +110,16 @@ class DetectContext:
     @cached_property
     def edges_df(self):
         return self.edges.to_pandas()
+
+    @cached_property
+    def inbound(self):
+        """Flows from outside to internal hosts: the servers file when given (its clients), else
+        the analysed flows' external->internal class (a capture at the site's edge)."""
+        from .network import EXTERNAL_INTERNAL
+
+        if self.servers is not None:
+            return self.servers
+        return self.flows.filter(self.flows.traffic_class == EXTERNAL_INTERNAL)
 
     @cached_property
     def span(self):
@@ -173,39 +188,56 @@ def load_profile(baseline_dir: Path) -> dict:
 
 
 def build_context(test, baseline_dir: Path, servers=None, options: DetectOptions | None = None) -> DetectContext:
+    """The context of `detect`: the test day classified with the baseline's networks."""
     import pandas as pd
-    import pyarrow as pa
-
-    from .engine import connect
-    from .enrich import GeoResolver
-    from .io import read_flows
-    from .profile import _report_read
 
     opts = options or DetectOptions()
     profile = load_profile(baseline_dir)
     model = NetworkModel(networks=parse_cidrs(",".join(profile["internal_networks"])), inferred=False)
+    engine, read, srv_read = read_inputs(test, servers, opts)
+    base_info = pd.read_parquet(Path(baseline_dir) / profile["baseline_tables"]["ip_info"]) \
+        if "ip_info" in profile.get("baseline_tables", {}) else None
+    return classified_context(engine, read, srv_read, model, opts, Path(baseline_dir), profile, base_info)
+
+
+def read_inputs(test, servers, opts: DetectOptions):
+    """(engine, the day's read, the servers file's read or None), each reported."""
+    from .engine import connect
+    from .io import read_flows
+    from .profile import _report_read
+
     engine = connect(opts.engine)
     with stage("reading the test day"):
         read = read_flows(test, engine, fmt=opts.fmt, time_unit=opts.time_unit, date=opts.date)
     _report_read(read)
-    raw = read.table
     srv_read = None
     if servers:
         srv_read = read_flows(servers, engine, fmt=opts.fmt, time_unit=opts.time_unit, date=opts.date)
         _report_read(srv_read)
+    return engine, read, srv_read
 
-    # Addresses of the test day: classify with the baseline's networks; enrich only the new ones.
+
+def classified_context(engine, read, srv_read, model: NetworkModel, opts: DetectOptions,
+                       baseline_dir: Path | None, profile: dict, base_info=None) -> DetectContext:
+    """Enrich the addresses the baseline does not know, classify the flows, build the context."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from .enrich import GeoResolver
+
+    raw = read.table
     with stage("enriching addresses"):
         ips = raw.select(ip=raw.src_ip).union(raw.select(ip=raw.dst_ip)).distinct().to_pandas().ip
         if srv_read is not None:
             st = srv_read.table
             ips = pd.concat([ips, st.select(ip=st.src_ip).union(st.select(ip=st.dst_ip)).distinct().to_pandas().ip])
-        base_info = pd.read_parquet(Path(baseline_dir) / profile["baseline_tables"]["ip_info"]) \
-            if "ip_info" in profile.get("baseline_tables", {}) else pd.DataFrame(columns=["ip"])
+        if base_info is None:
+            base_info = pd.DataFrame(columns=["ip"])
         new = sorted(set(ips) - set(base_info.ip))
         geo = GeoResolver(opts.geoip_country, opts.geoip_asn)
         new_info = geo.lookup(new).to_pandas() if new else pd.DataFrame(columns=["ip", "country", "asn", "as_org", "private"])
-        info_df = pd.concat([base_info.drop(columns=["internal"], errors="ignore"), new_info], ignore_index=True)
+        parts = [d for d in (base_info.drop(columns=["internal"], errors="ignore"), new_info) if len(d)]
+        info_df = pd.concat(parts, ignore_index=True) if parts else new_info
         info_df = info_df.drop_duplicates("ip").set_index("ip")
         info_df["internal"] = model.classify_ips(info_df.index.tolist())
     ip_table = engine.from_arrow(pa.Table.from_pandas(
@@ -229,10 +261,12 @@ def run_rules(ctx: DetectContext, specs: dict) -> tuple[list, list[str]]:
     for rid, spec in specs.items():
         if not spec.enabled:
             continue
+        if spec.reference == "baseline" and not ctx.has_baseline:
+            continue  # judges change from a clean day: hunt has none
         fn = REGISTRY.get(rid)
         if fn is None:
             raise UsageError(f"rule {rid} is in the rules file but has no implementation")
-        if spec.family == "external_abuse" and ctx.servers is None:
+        if spec.family == "external_abuse" and spec.reference == "baseline" and ctx.servers is None:
             continue  # needs the servers file
         with stage(f"rule {rid}"):
             found = fn(ctx, spec) or []
@@ -251,7 +285,7 @@ def attach_examples(ctx: DetectContext, alerts: list, n: int) -> None:
 
     if not alerts or n <= 0:
         return
-    for kind, table in (("internal", ctx.flows), ("servers", ctx.servers)):
+    for kind, table in (("internal", ctx.flows), ("servers", ctx.inbound)):
         group = [a for a in alerts if (a.rule.family == "external_abuse") == (kind == "servers")]
         if not group or table is None:
             continue
@@ -283,13 +317,19 @@ def attach_examples(ctx: DetectContext, alerts: list, n: int) -> None:
 
 
 def detect(test, baseline_dir: Path, out: Path, servers=None, options: DetectOptions | None = None) -> DetectResult:
-    from .alerts import devices, write_devices_csv, write_jsonl
     from .rules import load_rules
 
     opts = options or DetectOptions()
     t0 = time.perf_counter()
     specs = load_rules(opts.rules_file, opts.disable)  # bad rules file: fail before reading data
     ctx = build_context(test, baseline_dir, servers, opts)
+    return finish(ctx, specs, opts, out, t0)
+
+
+def finish(ctx: DetectContext, specs: dict, opts: DetectOptions, out: Path, t0: float) -> DetectResult:
+    """Run the rules, attach example flows, write alerts.jsonl and devices.csv."""
+    from .alerts import devices, write_devices_csv, write_jsonl
+
     alerts, ran = run_rules(ctx, specs)
     with stage("collecting example flows"):
         attach_examples(ctx, alerts, opts.examples)

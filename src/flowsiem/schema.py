@@ -9,13 +9,20 @@ One row per flow, as seen from the initiator:
   src_port    initiator port; null where the input does not carry it
   up_bytes    bytes sent by the initiator (Zeek orig_bytes); null when unknown
   down_bytes  bytes sent by the responder (Zeek resp_bytes); null when unknown
+Optional (null when the input does not carry them; never required by any rule):
+  duration    seconds from first to last packet (Zeek duration, nfdump td)
+  conn_state  Zeek's connection state (S0, REJ, SF, ...), upper case
+  up_pkts     packets sent by the initiator (Zeek orig_pkts, nfdump ipkt)
+  down_pkts   packets sent by the responder (Zeek resp_pkts, nfdump opkt)
 """
 
 from __future__ import annotations
 
 CANONICAL_COLUMNS: tuple[str, ...] = (
     "ts", "src_ip", "dst_ip", "proto", "port", "src_port", "up_bytes", "down_bytes",
+    "duration", "conn_state", "up_pkts", "down_pkts",
 )
+OPTIONAL_COLUMNS: tuple[str, ...] = ("duration", "conn_state", "up_pkts", "down_pkts")
 
 # Ibis type strings; kept as text so importing this module stays cheap.
 CANONICAL_TYPES: dict[str, str] = {
@@ -27,6 +34,10 @@ CANONICAL_TYPES: dict[str, str] = {
     "src_port": "int32",
     "up_bytes": "int64",
     "down_bytes": "int64",
+    "duration": "float64",
+    "conn_state": "string",
+    "up_pkts": "int64",
+    "down_pkts": "int64",
 }
 
 
@@ -49,6 +60,10 @@ def arrow_schema():
         ("src_port", pa.int32()),
         ("up_bytes", pa.int64()),
         ("down_bytes", pa.int64()),
+        ("duration", pa.float64()),
+        ("conn_state", pa.string()),
+        ("up_pkts", pa.int64()),
+        ("down_pkts", pa.int64()),
     ])
 
 

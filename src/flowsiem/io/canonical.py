@@ -27,7 +27,10 @@ from ..errors import InputError
 from ..schema import CANONICAL_TYPES
 from . import timeunits as tu
 
-RAW_COLUMNS = ("ts", "src_ip", "dst_ip", "proto", "port", "src_port", "up_bytes", "down_bytes")
+MAX_IP_PACKET = 65535  # bytes: the largest IPv4 packet (IPv6 jumbograms aside)
+
+RAW_COLUMNS = ("ts", "src_ip", "dst_ip", "proto", "port", "src_port", "up_bytes", "down_bytes",
+               "duration", "conn_state", "up_pkts", "down_pkts")
 
 # --- IP address syntax ------------------------------------------------------------------------
 # A full-match regex for IPv4 dotted quads (no leading zeros, like Python's ipaddress) and every
@@ -127,6 +130,17 @@ def _as_int(col):
     return conv, text.notnull() & (text != "") & conv.isnull()
 
 
+def _as_float(col):
+    """A non-negative float, or null (optional columns: unreadable values are simply unknown)."""
+    import ibis
+
+    t = col.type()
+    if t.is_null():
+        return _null("float64")
+    v = col.cast("float64") if (t.is_numeric()) else col.cast("string").try_cast("float64")
+    return ibis.ifelse(v.notnull() & ~v.isnan() & ~v.isinf() & (v >= 0), v, ibis.null())
+
+
 def _proto(col):
     t = col.type()
     if t.is_integer():
@@ -196,11 +210,26 @@ class _Plan:
             out[name] = ibis.ifelse(in_range, val, ibis.null()).cast("int32")
             bad = _or(bad, val.notnull() & ~in_range)
             checks[f"{name}_bad"] = bad if is_icmp is None else bad & ~is_icmp
-        for name in ("up_bytes", "down_bytes"):
+        # Optional columns: carried when the reader has them; a value that does not read is null
+        # (no rule depends on them, so they never stop a run).
+        out["duration"] = _as_float(t.duration)
+        out["conn_state"] = _null("string") if t.conn_state.type().is_null() \
+            else t.conn_state.cast("string").upper()
+        for name in ("up_pkts", "down_pkts"):
+            val, _ = _as_int(t[name])
+            out[name] = ibis.ifelse(val >= 0, val, ibis.null())
+        impossible = None
+        for name, pkts in (("up_bytes", "up_pkts"), ("down_bytes", "down_pkts")):
             val, bad = _as_int(t[name])
-            out[name] = val
             checks[f"{name}_bad"] = bad
             checks[f"{name}_neg"] = val < 0
+            # More bytes than the packets could carry (an IP packet holds at most 65,535): Zeek
+            # counts bytes from TCP sequence numbers, and a connection seen in part gets absurd
+            # counts (700 MB in 19 packets). Such a count is unknown, not an upload.
+            over = out[pkts].notnull() & (val > out[pkts] * MAX_IP_PACKET)
+            out[name] = ibis.ifelse(over, ibis.null(), val)
+            impossible = _or(impossible, over)
+        checks["bytes_impossible"] = impossible
         checks["no_bytes"] = out["up_bytes"].isnull() | out["down_bytes"].isnull()
         return out, checks
 
@@ -321,6 +350,10 @@ def finish(raw: RawInput, time_unit: str, date) -> Finished:
         notes.append(f"--time-unit {time_unit} ignored: the timestamp column already holds timestamps")
     if date and unit != "centiseconds":
         notes.append(f"--date {date} ignored: timestamps in '{unit or 'timestamp'}' are absolute")
+    if counts.get("bytes_impossible"):
+        n = counts["bytes_impossible"]
+        notes.append(f"{n:,} row{'s' if n != 1 else ''} with more bytes than {'their' if n != 1 else 'its'} "
+                     f"packets can carry (sequence-number artefacts): byte counts set to unknown")
     if counts["no_bytes"]:
         n = counts["no_bytes"]
         verb = "have" if n != 1 else "has"

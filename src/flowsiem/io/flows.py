@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
-from .canonical import RawInput
+from .canonical import RAW_COLUMNS, RawInput
 from . import tables
 
 # canonical column -> accepted names (lower case), first match wins
@@ -31,6 +31,10 @@ ALIASES = {
     "src_port": ("src_port", "sport"),
     "up_bytes": ("up_bytes",),
     "down_bytes": ("down_bytes",),
+    "duration": ("duration",),
+    "conn_state": ("conn_state",),
+    "up_pkts": ("up_pkts", "orig_pkts"),
+    "down_pkts": ("down_pkts", "resp_pkts"),
 }
 REQUIRED = ("ts", "src_ip", "dst_ip", "proto", "port", "up_bytes", "down_bytes")
 
@@ -144,13 +148,13 @@ def read_parquet(files: list[Path], engine) -> RawInput:
 
     def raw_of(view, found):
         cols = {}
-        for canon in ("ts", "src_ip", "dst_ip", "proto", "port", "src_port", "up_bytes", "down_bytes"):
+        for canon in RAW_COLUMNS:
             if canon in found:
                 cols[canon] = view[found[canon]]
             else:
-                cols[canon] = ibis.null().cast("int64")
+                cols[canon] = ibis.null().cast("string" if canon == "conn_state" else "int64")
         cols["ts"] = _cast_ts(cols["ts"], kind)
-        for c in ("port", "src_port", "up_bytes", "down_bytes"):
+        for c in ("port", "src_port", "up_bytes", "down_bytes", "up_pkts", "down_pkts"):
             cols[c] = _widen(cols[c])
         cols["proto"] = cols["proto"].cast("string") if not cols["proto"].type().is_integer() \
             else cols["proto"].cast("int64")

@@ -29,6 +29,9 @@ ALIASES = {
     "src_port": ("sp", "srcport", "src_port"),
     "up_bytes": ("ibyt", "inbytes", "byt", "bytes", "in_bytes"),
     "down_bytes": ("obyt", "outbytes", "out_bytes"),
+    "duration": ("td", "duration"),
+    "up_pkts": ("ipkt", "inpkt", "in_pkts"),
+    "down_pkts": ("opkt", "outpkt", "out_pkts"),
 }
 REQUIRED = ("ts", "src_ip", "dst_ip", "proto", "port")
 
@@ -64,7 +67,8 @@ def read_nfdump(files: list[Path], engine, data_of):
                                  file=str(path), column=want)
         names.append(found)
         types = {"ts": None, "port": pa.int64(), "src_port": pa.int64(),
-                 "up_bytes": pa.int64(), "down_bytes": pa.int64()}
+                 "up_bytes": pa.int64(), "down_bytes": pa.int64(), "duration": pa.float64(),
+                 "up_pkts": pa.int64(), "down_pkts": pa.int64()}
         tbl, torn = tables.read_delimited(body, path, ncols=len(header), wanted=idx,
                                           delimiter=",", types=types)
         if torn:

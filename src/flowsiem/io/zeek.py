@@ -34,6 +34,7 @@ from .sniff import GZIP_MAGIC
 FIELDS = {
     "ts": "ts", "src_ip": "id.orig_h", "dst_ip": "id.resp_h", "proto": "proto",
     "port": "id.resp_p", "src_port": "id.orig_p", "up_bytes": "orig_bytes", "down_bytes": "resp_bytes",
+    "duration": "duration", "conn_state": "conn_state", "up_pkts": "orig_pkts", "down_pkts": "resp_pkts",
 }
 REQUIRED = ("ts", "src_ip", "dst_ip", "proto", "port")
 _NON_SPACE = re.compile(rb"\S")
@@ -44,7 +45,8 @@ def _types():
     import pyarrow as pa
 
     return {"ts": pa.float64(), "port": pa.int64(), "src_port": pa.int64(),
-            "up_bytes": pa.int64(), "down_bytes": pa.int64()}
+            "up_bytes": pa.int64(), "down_bytes": pa.int64(), "duration": pa.float64(),
+            "up_pkts": pa.int64(), "down_pkts": pa.int64()}
 
 
 # --- TSV --------------------------------------------------------------------------------------

@@ -20,10 +20,10 @@ import ipaddress
 from pathlib import Path
 from typing import Callable
 
-from ..alerts import FAMILIES, SEVERITIES, RuleSpec
+from ..alerts import FAMILIES, REFERENCES, SEVERITIES, RuleSpec
 from ..errors import UsageError
 
-FAMILY_MODULES = ("botnet", "exfiltration", "cnc", "external")
+FAMILY_MODULES = ("botnet", "exfiltration", "cnc", "external", "c2", "scans", "uploads")
 
 SHIPPED_RULES = Path(__file__).with_name("rules.yaml")
 
@@ -66,7 +66,7 @@ class Allowlist:
 # --- loading --------------------------------------------------------------------------------
 
 _FIELDS = {"id", "name", "family", "technique", "technique_name", "severity", "description",
-           "false_positives", "thresholds", "enabled", "allowlist"}
+           "false_positives", "thresholds", "enabled", "allowlist", "reference"}
 
 
 def _read_yaml(path: Path) -> dict:
@@ -137,6 +137,8 @@ def load_rules(user_file: Path | None = None, disable: list[str] | None = None) 
             raise UsageError(f"rule {rid}: missing field(s) {', '.join(sorted(missing))}")
         if r["family"] not in FAMILIES:
             raise UsageError(f"rule {rid}: family '{r['family']}' is not one of {', '.join(FAMILIES)}")
+        if r.get("reference", "baseline") not in REFERENCES:
+            raise UsageError(f"rule {rid}: reference must be one of {', '.join(REFERENCES)}")
         if r.get("severity", "medium") not in SEVERITIES:
             raise UsageError(f"rule {rid}: severity must be one of {', '.join(SEVERITIES)}")
         spec = RuleSpec(**{k: v for k, v in r.items() if k in _FIELDS})

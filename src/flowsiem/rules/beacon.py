@@ -14,17 +14,25 @@ RUN_HOURS = 12.0  # RITA: a run of 12 consecutive active hours gives a full dura
 
 # --- beacons ---------------------------------------------------------------------------------
 
-def beacon_stats(flows, pairs, engine):
+def beacon_stats(flows, pairs, engine, span=None):
     """Per (src_ip, dst_ip) of `pairs` (an Ibis table with those two columns): the statistics a
     beacon score needs, computed in the engine. Returns pandas with columns
     src_ip, dst_ip, n, gap_q1, gap_med, gap_q3, gap_mad, size_q1, size_med, size_q3, size_mad,
-    first_ts, last_ts, and `hist` (24 flow counts per hour)."""
+    first_ts, last_ts, and `hist` (24 flow counts: per clock hour, or -- with `span`, the
+    (start, end, seconds) of a capture -- per 24th of the capture, so that a one-hour capture
+    and a three-day one both get RITA's 24-bin histogram)."""
     import ibis
 
     p = pairs.select("src_ip", "dst_ip").distinct()
     f = flows.select("src_ip", "dst_ip", "ts", "hour", "up_bytes")
     f = f.join(p, ["src_ip", "dst_ip"])
     t = f.ts.epoch_seconds().cast("float64")
+    if span is not None:
+        start, _, seconds = span
+        width = max(seconds / 24.0, 1e-6)
+        t0 = float(start.timestamp()) if hasattr(start, "timestamp") else float(start)
+        # epoch_seconds of a naive timestamp is UTC-based, as is pandas' .timestamp() here
+        f = f.mutate(hour=ibis.least(((t - t0) / width).floor(), 23).cast("int8"))
     w = ibis.window(group_by=[f.src_ip, f.dst_ip], order_by=f.ts)
     g = f.mutate(t=t, gap=t - t.lag().over(w), size=f.up_bytes.fill_null(0).cast("float64"))
     base = g.group_by("src_ip", "dst_ip").aggregate(

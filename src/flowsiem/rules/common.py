@@ -252,6 +252,90 @@ def usual_hours(ctx, margin_hours: int, core_share: float):
         return {"active": active, "work": work, "usual": {h: active[h] | work[h] for h in hosts},
                 "level": dict(zip(hosts, level.tolist())), "quiet": quiet}
     return ctx.cached(("common.usual_hours", int(margin_hours), float(core_share)), build)
+# --- prevalence ----------------------------------------------------------------------------------
+
+def prevalence(ctx):
+    """dst -> how many internal hosts reached it in the analysed flows, and the active host count."""
+    def build():
+        from ..network import EXTERNAL_EXTERNAL, EXTERNAL_INTERNAL
+
+        e = ctx.edges
+        o = e.filter(~e.traffic_class.isin([EXTERNAL_INTERNAL, EXTERNAL_EXTERNAL]))
+        g = o.group_by("dst_ip").aggregate(hosts=o.src_ip.nunique()).to_pandas()
+        n = len(unicast(ctx, o.select("src_ip").distinct().to_pandas().src_ip))
+        return dict(zip(g.dst_ip, g.hosts)), max(n, 1)
+    return ctx.cached(("common.prevalence",), build)
+
+
+def company_share(ctx, ip) -> tuple[float, int]:
+    """(share of the active internal hosts that reached the company -- brand -- of `ip` in the
+    analysed flows, active hosts). The companies most of the network uses (its cloud, its
+    collaboration suite) are not where one host's theft stands out."""
+    def build():
+        import pandas as pd
+
+        from ..network import INTERNAL_EXTERNAL
+
+        e = ctx.edges
+        pairs = e.filter(e.traffic_class == INTERNAL_EXTERNAL).select("src_ip", "dst_ip").distinct().to_pandas()
+        dsts = pd.Series(pairs.dst_ip.unique())
+        brands = dict(zip(dsts, orgs_of(ctx, dsts).map(brand)))
+        pairs["brand"] = pairs.dst_ip.map(brands)
+        return (pairs.dropna(subset=["brand"]).groupby("brand").src_ip.nunique()).to_dict()
+    by_brand = ctx.cached(("common.company_share",), build)
+    _, n = prevalence(ctx)
+    b = brand(org_of(ctx, ip))
+    return (by_brand.get(b, 0) / n if b else 0.0), n
+
+
+def shared_destination(ctx, spec, dst) -> tuple[bool, int, int]:
+    """(is `dst` a shared destination, hosts using it, active hosts): used by at least
+    max_prevalence of the hosts, once the capture has enough hosts for a share to mean anything."""
+    by_dst, n = prevalence(ctx)
+    k = int(by_dst.get(dst, 0))
+    return (n >= spec.num("prevalence_min_hosts") and k / n >= spec.num("max_prevalence")), k, n
+
+
+def known_channel(ctx, host, dst, proto, port) -> bool:
+    """With a baseline day: did `host` already use this channel then -- the address itself, or
+    the destination's company (its brand) on proto/port? The capture rules judge the analysed
+    flows against themselves; when a clean day exists, what the host did on it is routine (its
+    backup, its agents), not a finding. Always False in hunt."""
+    if not ctx.has_baseline:
+        return False
+
+    def build():
+        e = ctx.base("edges")
+        if e is None:
+            return frozenset()
+        df = e.select("src_ip", "dst_ip", "proto", "port").to_pandas()
+        return frozenset(zip(df.src_ip, df.dst_ip, df.proto, df.port))
+    if (host, dst, proto, port) in ctx.cached(("common.baseline_channels",), build):
+        return True
+    org = org_of(ctx, dst)
+    return org is not None and host in company_service_users(ctx, org, proto, port)[0]
+
+
+def outside_source(ctx, ip) -> bool:
+    """Is `ip` an outside client of the inbound flows: not internal, and not itself a server
+    there -- an address several distinct sources connect to (the profile's rule for a service),
+    should the servers file also hold the public servers' own outgoing flows."""
+    def build():
+        from ..profile import ProfileOptions
+
+        t = ctx.inbound
+        srv = t.group_by(ip=t.dst_ip).aggregate(sources=t.src_ip.nunique())
+        return frozenset(srv.filter(srv.sources >= ProfileOptions.min_clients).ip.to_pandas())
+    return not is_internal(ctx, ip) and ip not in ctx.cached(("common.inbound_servers",), build)
+
+
+# --- connections ---------------------------------------------------------------------------------
+
+def unanswered(flows, no_reply_states):
+    """Ibis boolean per flow: the responder sent nothing back (no bytes, no packets) and, where
+    the reader knows the connection state, it is one without a reply (Zeek: S0, REJ, ...)."""
+    nothing_back = (flows.down_bytes.fill_null(0) == 0) & (flows.down_pkts.fill_null(0) == 0)
+    return nothing_back & (flows.conn_state.isnull() | flows.conn_state.isin(list(no_reply_states)))
 
 
 # --- addresses -------------------------------------------------------------------------------------

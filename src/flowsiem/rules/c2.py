@@ -1,0 +1,321 @@
+"""C&C seen in the analysed flows themselves (reference: capture): a host checking in with one
+destination on a timer, and a host that keeps trying a destination that never answers.
+
+Both judge a host's own time course against chance (a timer against random, human-driven use)
+and the capture's population (a destination most hosts use is a shared service, not one host's
+C2), so they need no clean day and run in `hunt` and `detect` alike.
+"""
+
+from __future__ import annotations
+
+from ..alerts import Alert, Evidence
+from ..fmt import fmt_duration
+from ..network import EXTERNAL_EXTERNAL, EXTERNAL_INTERNAL
+from . import rule
+from .beacon import beacon_score, beacon_stats, rhythm_p
+from .common import engine_table, known_channel, shared_destination, mean, unanswered, past, past_p, past_share, timestamp, unicast, where
+
+
+def _periodic_by_design(spec, proto, port) -> bool:
+    return f"{proto}/{port}" in {str(x) for x in spec.t("periodic_protocols")}
+
+
+# --- beacons -----------------------------------------------------------------------------------
+
+@rule("cnc.beacon")
+def beacon(ctx, spec) -> list[Alert]:
+    cand = _beacon_candidates(ctx, spec)
+    if cand.empty:
+        return []
+    stats = beacon_stats(ctx.flows, engine_table(ctx, cand, ["src_ip", "dst_ip"]), ctx.engine, span=ctx.span)
+    stats = stats.merge(cand, on=["src_ip", "dst_ip"])
+    found = [(r, v) for r in stats.itertuples() for v in [_judge_beacon(ctx, spec, r)] if v]
+    found = _not_name_resolution(ctx, spec, found)
+    if ctx.has_baseline:
+        found = _single_outbound(ctx, spec, found)
+    fan, fleet = _fan_out(found), _fleets(ctx, spec, found)
+    alerts = []
+    for r, v in found:
+        a = _explain_beacon(ctx, spec, r, v)
+        peers = fan[(r.src_ip, r.proto, r.port)]
+        mates = fleet.get(id(r), [])
+        if len(peers) >= spec.num("poller_min_destinations"):
+            a.severity, a.related = "low", sorted(set(peers) - {r.dst_ip})
+            a.message += (f"; the same timer with {len(peers)} destinations on this service: a poller or "
+                          f"an announcement, not one implant's check-in")
+        elif len(mates) + 1 >= spec.num("fleet_min_hosts"):
+            a.severity, a.related = "low", sorted(mates)
+            a.message += (f"; {len(mates)} other host(s) keep the same timer with this company's service: "
+                          f"software deployed on several machines")
+        alerts.append(a)
+    return alerts
+
+
+def _not_name_resolution(ctx, spec, found):
+    """DNS on a timer is C&C only when the lookups lead nowhere: an updater resolving its server
+    before each check-in is followed by the connection. With a clean day the DNS rules judge
+    DNS against it (cnc.periodic_dns and co.); without one, this rule does."""
+    import pandas as pd
+
+    from .common import DNS_PORT
+    from .dns import followed_share
+
+    dns = [(r, v) for r, v in found if r.port == DNS_PORT]
+    if not dns:
+        return found
+    if ctx.has_baseline:
+        return [(r, v) for r, v in found if r.port != DNS_PORT]
+    pairs = pd.DataFrame({"src_ip": [r.src_ip for r, _ in dns], "dst_ip": [r.dst_ip for r, _ in dns]})
+    share = followed_share(ctx, pairs, int(spec.num("follow_window_s")))
+    return [(r, v) for r, v in found
+            if r.port != DNS_PORT or share.get((r.src_ip, r.dst_ip), 0.0) < spec.num("followed_share")]
+
+
+def _single_outbound(ctx, spec, found):
+    """With a clean day, east-west beacons and destinations other hosts reach too are the botnet
+    rules' (judged against that day: botnet.common_beacon, coordinated_group): the channel
+    decides the family. This rule keeps one host's beacon to an outside address only it uses."""
+    from .common import is_internal
+
+    return [(r, v) for r, v in found
+            if not is_internal(ctx, r.dst_ip) and shared_destination(ctx, spec, r.dst_ip)[1] <= 1]
+
+
+def _fan_out(found) -> dict:
+    """(src, proto, port) -> the destinations one source beacons to on that service. One source
+    keeping the same timer with many hosts is a poller or a service announcing itself
+    (monitoring, NetBIOS browser, inventory): a notice. An implant checks in with one place."""
+    fan = {}
+    for r, _ in found:
+        fan.setdefault((r.src_ip, r.proto, r.port), []).append(r.dst_ip)
+    return fan
+
+
+def _fleets(ctx, spec, found) -> dict:
+    """id(row) -> the other hosts beaconing to the same company (or address) and service with a
+    median gap within fleet_gap_ratio of this one's: the same agent deployed on several machines
+    (an updater, telemetry, endpoint protection). A botnet sharing one C2 looks alike; with a
+    clean day the botnet rules judge it, without one it stays a notice naming every member."""
+    from .common import brand, org_of
+
+    groups = {}
+    for r, _ in found:
+        key = (brand(org_of(ctx, r.dst_ip)) or r.dst_ip, r.proto, r.port)
+        groups.setdefault(key, []).append(r)
+    out, ratio = {}, spec.num("fleet_gap_ratio")
+    for rows_ in groups.values():
+        for r in rows_:
+            out[id(r)] = sorted({o.src_ip for o in rows_ if o.src_ip != r.src_ip
+                                 and 1 / ratio <= float(o.gap_med) / max(float(r.gap_med), 1e-9) <= ratio})
+    return out
+
+
+def _beacon_candidates(ctx, spec):
+    """Internal source -> unicast destination pairs with enough connections for a rhythm, on a
+    channel not periodic by design, to a destination that is not shared by most hosts."""
+    e = ctx.edges
+    e = e.filter(~e.traffic_class.isin([EXTERNAL_INTERNAL, EXTERNAL_EXTERNAL]))
+    g = e.group_by("src_ip", "dst_ip").aggregate(
+        flows=e.flows.sum(), proto=e.proto.mode(), port=e.port.mode(),
+        up_bytes=e.up_bytes.sum(), down_bytes=e.down_bytes.sum())
+    df = g.filter(g.flows >= spec.num("min_connections")).to_pandas()
+    if df.empty:
+        return df
+    keep = [s in unicast(ctx, [s]) and d in unicast(ctx, [d]) and not _periodic_by_design(spec, p, q)
+            and not shared_destination(ctx, spec, d)[0] and not known_channel(ctx, s, d, p, q)
+            for s, d, p, q in zip(df.src_ip, df.dst_ip, df.proto, df.port)]
+    return df[keep]
+
+
+def _judge_beacon(ctx, spec, r) -> dict | None:
+    bs = beacon_score(r, ctx.span[2], spec.num("min_gap_iqr_seconds"), spec.num("min_size_iqr_bytes"))
+    p = rhythm_p(r)
+    if bs["score"] < spec.num("min_score") or p > spec.num("rhythm_alpha"):
+        return None
+    return {**bs, "rhythm_p": p, "risk": mean(past_share(bs["score"], spec.num("min_score")), past_p(p))}
+
+
+def _explain_beacon(ctx, spec, r, v) -> Alert:
+    _, k, n = shared_destination(ctx, spec, r.dst_ip)
+    port = None if r.port != r.port else int(r.port)
+    gap = float(r.gap_med)
+    disp = float(r.gap_mad) / gap if gap > 0 else None
+    msg = (f"checks in with {r.dst_ip}{where(ctx, r.dst_ip)} on {r.proto}/{port} on a timer: {int(r.n):,} "
+           f"connections every ~{fmt_duration(gap)} (gap dispersion {disp:.2f} vs ~0.69 for random use, "
+           f"chance {v['rhythm_p']:.1g}); beacon score {v['score']:.2f}; "
+           f"{k} of {n} active internal host(s) reach this destination")
+    ev = [
+        Evidence("beacon score (RITA-style: timing, size, spread, duration)", "score",
+                 observed=round(v["score"], 3), threshold=spec.num("min_score")),
+        Evidence("gap dispersion (MAD / median gap)", "ratio",
+                 observed=round(disp, 3) if disp is not None else None, reference=0.69),
+        Evidence("chance of so regular gaps under random arrivals", "probability",
+                 observed=float(f"{v['rhythm_p']:.3g}"), threshold=spec.num("rhythm_alpha")),
+        Evidence("median gap between connections", "seconds", observed=round(gap, 1)),
+        Evidence("connections", "flows", observed=int(r.n), threshold=spec.num("min_connections")),
+        Evidence("internal hosts reaching the destination", "share", observed=round(k / n, 3),
+                 threshold=spec.num("max_prevalence")),
+    ]
+    return Alert(rule=spec, source_ip=r.src_ip, destination_ip=r.dst_ip, message=msg, evidence=ev,
+                 score=v["risk"], timestamp=timestamp(r.first_ts), example_port=port,
+                 details={"beacon": {x: round(v[x], 3) for x in ("score", "timing", "size", "histogram", "duration")}})
+
+
+# --- C2 that never answers ---------------------------------------------------------------------
+
+@rule("cnc.unanswered")
+def unanswered_c2(ctx, spec) -> list[Alert]:
+    df = _unanswered_pairs(ctx, spec)
+    alerts = []
+    for r in df.itertuples():
+        v = _judge_unanswered(ctx, spec, r)
+        if v:
+            alerts.append(_explain_unanswered(ctx, spec, r, v))
+    return alerts
+
+
+def _unanswered_pairs(ctx, spec):
+    """Per internal source -> outside (proto, port): attempts, those that got no answer, and over
+    how many 24ths of the capture the unanswered ones are spread."""
+    import ibis
+
+    f = ctx.flows
+    f = f.filter(f.src_internal & ~f.dst_internal)
+    start, _, seconds = ctx.span
+    t = f.ts.epoch_seconds().cast("float64")
+    width = max(seconds / 24.0, 1e-6)
+    f = f.mutate(failed=unanswered(f, spec.t("no_reply_states")).cast("int64"),
+                 bin=ibis.least(((t - float(start.timestamp())) / width).floor(), 23).cast("int8"))
+    g = f.group_by("src_ip", "dst_ip", "proto", "port").aggregate(
+        attempts=f.count(), failed=f.failed.sum(), bins=f.bin.nunique(where=f.failed == 1),
+        first_ts=f.ts.min(), last_ts=f.ts.max())
+    return g.filter(g.failed >= spec.num("min_attempts")).to_pandas()
+
+
+def _judge_unanswered(ctx, spec, r) -> dict | None:
+    share = r.failed / max(r.attempts, 1)
+    coverage = r.bins / 24.0
+    if share < spec.num("min_failed_share") or coverage < spec.num("min_coverage"):
+        return None
+    if r.dst_ip not in unicast(ctx, [r.dst_ip]) or shared_destination(ctx, spec, r.dst_ip)[0] \
+            or known_channel(ctx, r.src_ip, r.dst_ip, r.proto, r.port):
+        return None
+    return {"share": share, "coverage": coverage,
+            "risk": mean(past_share(share, spec.num("min_failed_share")),
+                         past_share(coverage, spec.num("min_coverage")))}
+
+
+def _explain_unanswered(ctx, spec, r, v) -> Alert:
+    port = None if r.port != r.port else int(r.port)
+    span_s = (r.last_ts - r.first_ts).total_seconds()
+    msg = (f"kept trying {r.dst_ip}{where(ctx, r.dst_ip)} on {r.proto}/{port}: {int(r.attempts):,} attempts over "
+           f"{fmt_duration(span_s)}, {int(r.failed):,} without an answer ({v['share']:.0%}), in "
+           f"{int(r.bins)} of the capture's 24 time slices (a dead or blocked C2 keeps retrying)")
+    ev = [
+        Evidence("attempts without an answer", "flows", observed=int(r.failed), threshold=spec.num("min_attempts")),
+        Evidence("share of attempts without an answer", "share", observed=round(v["share"], 3),
+                 threshold=spec.num("min_failed_share")),
+        Evidence("share of the capture's 24 time slices with unanswered attempts", "share",
+                 observed=round(v["coverage"], 3), threshold=spec.num("min_coverage")),
+    ]
+    return Alert(rule=spec, source_ip=r.src_ip, destination_ip=r.dst_ip, message=msg, evidence=ev,
+                 score=v["risk"], timestamp=timestamp(r.first_ts), example_port=port)
+
+
+# --- DGA-like bursts of lookups ----------------------------------------------------------------
+
+@rule("cnc.dns_burst")
+def dns_burst(ctx, spec) -> list[Alert]:
+    per_min = _dns_minutes(ctx, spec)
+    skip = _long_queries(ctx, spec) | _resolvers(ctx)
+    alerts = []
+    for host, g in per_min.groupby("src_ip"):
+        v = None if host in skip else _judge_burst(spec, g)
+        if v:
+            alerts.append(_explain_burst(ctx, spec, host, v))
+    return alerts
+
+
+def _resolvers(ctx) -> set:
+    """The network's own DNS servers: hosts that several internal hosts send DNS to. Their
+    lookups upstream are other hosts' lookups, forwarded: no connection of their own follows."""
+    from ..profile import ProfileOptions
+    from .dns import dns_flows
+
+    d = dns_flows(ctx)
+    g = d.group_by("dst_ip").aggregate(clients=d.src_ip.nunique())
+    return set(g.filter(g.clients >= ProfileOptions.min_clients).dst_ip.to_pandas())
+
+
+def _long_queries(ctx, spec) -> set:
+    """Hosts whose median DNS query is tunnel_query_ratio times the hosts' typical one: names
+    that carry data (a tunnel: exfiltration.dns_tunnel's business), not a DGA's short guesses."""
+    from .common import median
+    from .dns import dns_flows
+
+    d = dns_flows(ctx)
+    q = d.group_by("src_ip").aggregate(q=d.up_bytes.quantile(0.5)).to_pandas()
+    typical = median(q.q)
+    if not len(q) or typical != typical or typical <= 0:
+        return set()
+    return set(q.src_ip[q.q >= spec.num("tunnel_query_ratio") * typical])
+
+
+def _dns_minutes(ctx, spec):
+    """Per internal host and minute: DNS lookups (flows: each query has its own source port),
+    the seconds with lookups, and those seconds not followed within follow_window_s by a
+    connection of the same host (the names led nowhere)."""
+    from .dns import dns_events, dns_flows, lonely_events
+
+    dns = dns_flows(ctx)
+    ev = dns_events(dns)
+    lone = lonely_events(ctx, dns, int(spec.num("follow_window_s")))
+
+    def per_minute(t, **agg):
+        t = t.mutate(minute=(t.ts.epoch_seconds() / 60).floor())
+        return t.group_by("src_ip", "minute").aggregate(**{k: f(t) for k, f in agg.items()})
+
+    a = per_minute(dns, lookups=lambda t: t.count())
+    b = per_minute(ev, seconds=lambda t: t.count())
+    c = per_minute(lone, lonely=lambda t: t.count())
+    j = a.left_join(b, ["src_ip", "minute"]).select("src_ip", "minute", "lookups", "seconds")
+    j = j.left_join(c, ["src_ip", "minute"]).select("src_ip", "minute", "lookups", "seconds", "lonely")
+    return j.to_pandas().fillna({"seconds": 0, "lonely": 0})
+
+
+def _judge_burst(spec, g) -> dict | None:
+    """The host's busiest window of `window_minutes`: enough lookups, most leading nowhere."""
+    import pandas as pd
+
+    w = int(spec.num("window_minutes"))
+    s = g.set_index("minute").sort_index()
+    idx = pd.RangeIndex(int(s.index.min()), int(s.index.max()) + 1)
+    full = s.reindex(idx, fill_value=0)
+    look = full.lookups.rolling(w, min_periods=1).sum()
+    end = int(look.idxmax())
+    n = float(look.max())
+    secs = float(full.seconds.rolling(w, min_periods=1).sum().loc[end])
+    lonely = float(full.lonely.rolling(w, min_periods=1).sum().loc[end])
+    share = lonely / secs if secs else 0.0
+    if n < spec.num("min_lookups") or share < spec.num("min_lonely_share"):
+        return None
+    return {"lookups": int(n), "lonely": int(lonely), "share": share, "end_minute": end,
+            "total": int(g.lookups.sum()),
+            "risk": mean(past(n, spec.num("min_lookups")), past_share(share, spec.num("min_lonely_share")))}
+
+
+def _explain_burst(ctx, spec, host, v) -> Alert:
+    import pandas as pd
+
+    w = int(spec.num("window_minutes"))
+    start = pd.Timestamp((v["end_minute"] - w + 1) * 60, unit="s")
+    msg = (f"{v['lookups']:,} DNS lookups within {w} min from {start:%H:%M}, {v['share']:.0%} of them not followed "
+           f"by any connection within seconds (names that lead nowhere: DGA-like); {v['total']:,} lookups in the capture")
+    ev = [
+        Evidence(f"DNS lookups in the busiest {w} minutes", "lookups", observed=v["lookups"],
+                 threshold=spec.num("min_lookups")),
+        Evidence(f"share of their seconds not followed within {spec.num('follow_window_s'):g} s by a connection", "share",
+                 observed=round(v["share"], 3), threshold=spec.num("min_lonely_share")),
+    ]
+    return Alert(rule=spec, source_ip=host, message=msg, evidence=ev, score=v["risk"],
+                 timestamp=start.to_pydatetime(), example_port=53)
