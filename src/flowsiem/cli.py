@@ -198,7 +198,7 @@ def hunt(
     data: str = typer.Argument(..., help="The capture: a file, a glob or a directory (rotated hourly logs, several days, gzip)."),
     out: Path = typer.Option(..., "--out", "-o", help="Directory for alerts.jsonl and devices.csv."),
     servers: Optional[str] = typer.Option(None, "--servers", help="Flows of external clients to the public servers, if kept apart (else the capture's inbound flows are used)."),
-    internal: Optional[str] = InternalOpt,
+    internal: Optional[str] = typer.Option(None, "--internal", help="Internal networks as CIDR,CIDR,... (default: the capture's private sources, else its private destinations, else the address in at least half of the flows)."),
     rules: Optional[Path] = RulesOpt,
     disable: Optional[list[str]] = DisableOpt,
     fmt: str = FormatOpt,
@@ -209,12 +209,12 @@ def hunt(
     engine: str = EngineOpt,
     quiet: bool = QuietOpt,
 ):
-    """Hunt in one capture with no clean day: beacons, C2 that never answers, scans, one-way
-    uploads, DNS bursts and rare resolvers, brute force and probes from outside.
+    """Hunt in one capture with no clean day: beacons, dead C2, scans, uploads, DGA, brute force.
 
-    The reference is the capture itself: its population of hosts and each host's own time
-    course. Rules that judge change from a clean day are skipped; use `run` when you have one.
-    Example: flowsiem hunt /var/log/zeek/2026-11-30/ --out hunt/
+    The reference is the capture itself (its hosts, each host's own time course); rules that
+    need a clean day are skipped. Use `run` when you have one. Example:
+
+    flowsiem hunt /var/log/zeek/2026-11-30/ --out hunt/
     """
     _setup(quiet)
     from .hunt import HuntOptions, hunt as run_hunt

@@ -1,7 +1,8 @@
 """C&C seen in the analysed flows themselves (reference: capture): a host checking in with one
-destination on a timer, and a host that keeps trying a destination that never answers.
+destination on a timer, a host that keeps trying a destination that never answers, and a burst
+of DNS lookups that lead nowhere (a DGA walk).
 
-Both judge a host's own time course against chance (a timer against random, human-driven use)
+They judge a host's own time course against chance (a timer against random, human-driven use)
 and the capture's population (a destination most hosts use is a shared service, not one host's
 C2), so they need no clean day and run in `hunt` and `detect` alike.
 """
@@ -13,7 +14,8 @@ from ..fmt import fmt_duration
 from ..network import EXTERNAL_EXTERNAL, EXTERNAL_INTERNAL
 from . import rule
 from .beacon import beacon_score, beacon_stats, rhythm_p
-from .common import engine_table, known_channel, shared_destination, mean, unanswered, past, past_p, past_share, timestamp, unicast, where
+from .common import (DNS_PORT, brand, engine_table, is_internal, known_channel, mean, median, org_of, past, past_p,
+                     past_share, shared_destination, timestamp, unanswered, unicast, where)
 
 
 def _periodic_by_design(spec, proto, port) -> bool:
@@ -57,7 +59,6 @@ def _not_name_resolution(ctx, spec, found):
     DNS against it (cnc.periodic_dns and co.); without one, this rule does."""
     import pandas as pd
 
-    from .common import DNS_PORT
     from .dns import followed_share
 
     dns = [(r, v) for r, v in found if r.port == DNS_PORT]
@@ -75,8 +76,6 @@ def _single_outbound(ctx, spec, found):
     """With a clean day, east-west beacons and destinations other hosts reach too are the botnet
     rules' (judged against that day: botnet.common_beacon, coordinated_group): the channel
     decides the family. This rule keeps one host's beacon to an outside address only it uses."""
-    from .common import is_internal
-
     return [(r, v) for r, v in found
             if not is_internal(ctx, r.dst_ip) and shared_destination(ctx, spec, r.dst_ip)[1] <= 1]
 
@@ -96,8 +95,6 @@ def _fleets(ctx, spec, found) -> dict:
     median gap within fleet_gap_ratio of this one's: the same agent deployed on several machines
     (an updater, telemetry, endpoint protection). A botnet sharing one C2 looks alike; with a
     clean day the botnet rules judge it, without one it stays a notice naming every member."""
-    from .common import brand, org_of
-
     groups = {}
     for r, _ in found:
         key = (brand(org_of(ctx, r.dst_ip)) or r.dst_ip, r.proto, r.port)
@@ -250,7 +247,6 @@ def _resolvers(ctx) -> set:
 def _long_queries(ctx, spec) -> set:
     """Hosts whose median DNS query is tunnel_query_ratio times the hosts' typical one: names
     that carry data (a tunnel: exfiltration.dns_tunnel's business), not a DGA's short guesses."""
-    from .common import median
     from .dns import dns_flows
 
     d = dns_flows(ctx)

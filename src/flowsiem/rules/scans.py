@@ -17,6 +17,8 @@ from .common import mean, outside_source, past, past_share, timestamp, unanswere
 def _scan_shapes(ctx, flows, spec):
     """Per source: its widest vertical scan (ports of one host) and widest horizontal scan
     (hosts on one port), counting targets that never answered. pandas, one row per source."""
+    import pandas as pd
+
     f = flows.mutate(failed=unanswered(flows, spec.t("no_reply_states")).cast("int64"))
     t = f.group_by("src_ip", "dst_ip", "proto", "port").aggregate(
         failed=f.failed.min(), first_ts=f.ts.min())
@@ -26,8 +28,6 @@ def _scan_shapes(ctx, flows, spec):
     v = v.filter(v.failed >= spec.num("min_targets")).to_pandas()
     h = h.filter(h.failed >= spec.num("min_targets")).to_pandas()
     v["shape"], h["shape"] = "vertical", "horizontal"
-    import pandas as pd
-
     both = pd.concat([v, h], ignore_index=True)
     if both.empty:
         return both

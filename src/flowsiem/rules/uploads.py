@@ -12,7 +12,8 @@ from ..alerts import Alert, Evidence
 from ..fmt import fmt_bytes
 from ..network import INTERNAL_EXTERNAL
 from . import rule
-from .common import company_share, known_channel, log_center_spread, shared_destination, log_z, mean, past, past_share, past_z, size_aware_z, timestamp, where
+from .common import (brand, company_share, known_channel, log_center_spread, log_z, mean, org_of, past, past_share,
+                     past_z, shared_destination, size_aware_z, timestamp, where)
 
 
 @rule("exfiltration.one_way_upload")
@@ -43,8 +44,6 @@ def one_way_upload(ctx, spec) -> list[Alert]:
 
 
 def _company(ctx, ip) -> str:
-    from .common import brand, org_of
-
     return brand(org_of(ctx, ip)) or ip
 
 
