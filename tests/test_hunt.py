@@ -13,6 +13,8 @@ One capture holds every finding and, next to each, the benign look-alike it must
   brute force: 120 logins of 1179 B, 20 a minute    an uptime monitor (1 a minute); a busy client
                                                     with varied requests
   outside probe: 300 ports of the web server        --
+  own resolver: DNS to a network nobody reaches     a public resolver of a company all hosts use
+                                                    (a notice)
 
 A device counts as flagged for a family when it has an alert of medium severity or more.
 """
@@ -44,6 +46,8 @@ BACKUP = "52.95.110.1"
 CALLER, TURN = H[10], "52.113.1.1"
 DGA = H[11]
 BROWSER = H[12]
+OWN_RESOLVER, ROGUE_DNS = H[2], "185.220.101.5"     # malware's own resolver (a network nobody reaches)
+PUBLIC_DNS_USER, GOOGLE_DNS = H[3], "8.8.8.8"     # a resolver set by hand: Google, whom every host reaches
 GUESSER, MONITOR, BUSY = "138.197.148.152", "34.120.1.1", "82.155.1.1"
 PROBER = "104.156.155.13"
 
@@ -77,6 +81,11 @@ def _capture() -> pd.DataFrame:
     web_ts = 10 * HOUR + np.arange(250) * 110
     parts.append(rows(web_ts, BROWSER, DNS_SERVER, proto="udp", port=53, up=30, down=200))
     parts.append(rows(web_ts + 50, BROWSER, np.array(POPULAR)[np.arange(250) % len(POPULAR)]))
+    # resolvers: one nobody reaches, and a public one of a company everybody uses
+    parts.append(rows(np.sort(rng.integers(9 * HOUR, 17 * HOUR, 60)), OWN_RESOLVER, ROGUE_DNS, proto="udp", port=53,
+                      up=40, down=120))
+    parts.append(rows(np.sort(rng.integers(9 * HOUR, 17 * HOUR, 60)), PUBLIC_DNS_USER, GOOGLE_DNS, proto="udp",
+                      port=53, up=40, down=120))
     # outside: password guessing, an uptime monitor, a busy client, a probe
     parts.append(rows(3 * HOUR + np.arange(120) * 300, GUESSER, WEB_SERVER, port=22, up=1179, down=2000))
     parts.append(rows(np.arange(1440) * MINUTE, MONITOR, WEB_SERVER, up=400, down=5000))
@@ -147,6 +156,12 @@ def test_brute_force_found_monitor_and_busy_client_quiet(hunted):
     assert _flagged(hunted, rule_id="external_abuse.brute_force") == {GUESSER}
 
 
+def test_rare_resolver_found_public_resolver_a_notice(hunted):
+    assert _flagged(hunted, rule_id="cnc.rare_resolver") == {OWN_RESOLVER}
+    notices = {a.source_ip for a in hunted.alerts if a.rule.id == "cnc.rare_resolver" and not a.actionable}
+    assert PUBLIC_DNS_USER in notices
+
+
 def test_outside_probe_found(hunted):
     assert PROBER in _flagged(hunted, rule_id="external_abuse.probe")
     assert not _flagged(hunted, rule_id="external_abuse.probe") & {GUESSER, MONITOR, BUSY}
@@ -154,7 +169,7 @@ def test_outside_probe_found(hunted):
 
 def test_no_false_positive_among_the_office(hunted):
     """Every other internal host is ordinary: nothing at medium."""
-    expected = {BEACONER, RETRIER, SCANNER, EXFIL, DGA, GUESSER, PROBER}
+    expected = {BEACONER, RETRIER, SCANNER, EXFIL, DGA, OWN_RESOLVER, GUESSER, PROBER}
     assert _flagged(hunted) == expected
 
 

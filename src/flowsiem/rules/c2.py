@@ -14,7 +14,7 @@ from ..fmt import fmt_duration
 from ..network import EXTERNAL_EXTERNAL, EXTERNAL_INTERNAL
 from . import rule
 from .beacon import beacon_score, beacon_stats, rhythm_p
-from .common import (DNS_PORT, brand, engine_table, is_internal, known_channel, mean, median, org_of, past, past_p,
+from .common import (DNS_PORT, brand, company_share, engine_table, is_internal, known_channel, mean, median, org_of, past, past_p,
                      past_share, shared_destination, timestamp, unanswered, unicast, where)
 
 
@@ -315,3 +315,50 @@ def _explain_burst(ctx, spec, host, v) -> Alert:
     ]
     return Alert(rule=spec, source_ip=host, message=msg, evidence=ev, score=v["risk"],
                  timestamp=start.to_pydatetime(), example_port=53)
+
+
+# --- resolvers few hosts use ------------------------------------------------------------------------
+
+@rule("cnc.rare_resolver")
+def rare_resolver(ctx, spec) -> list[Alert]:
+    if ctx.has_baseline:
+        return []  # with a clean day, cnc.new_resolver and cnc.periodic_dns judge resolvers against it
+    df, dns_hosts = _outside_resolvers(ctx)
+    if dns_hosts < spec.num("prevalence_min_hosts"):
+        return []  # with a handful of hosts, "few hosts use it" means nothing
+    alerts = []
+    for r in df[df.hosts <= spec.num("max_hosts_share") * dns_hosts].itertuples():
+        share, n = company_share(ctx, r.dst_ip)
+        a = _explain_resolver(ctx, spec, r, dns_hosts, share, n)
+        if share >= spec.num("familiar_host_share"):
+            a.severity = "low"  # a public resolver of a company the network uses: a policy matter
+        alerts.append(a)
+    return alerts
+
+
+def _outside_resolvers(ctx):
+    """(per internal host -> outside resolver: lookups, and how many hosts use that resolver;
+    how many internal hosts send DNS at all)."""
+    from .dns import dns_flows
+
+    d = dns_flows(ctx)
+    n = int(d.aggregate(n=d.src_ip.nunique()).to_pandas().n.iloc[0] or 0)
+    o = d.filter(~d.dst_internal)
+    per = o.group_by("src_ip", "dst_ip").aggregate(lookups=o.count(), first_ts=o.ts.min())
+    users = o.group_by("dst_ip").aggregate(hosts=o.src_ip.nunique())
+    return per.join(users, "dst_ip").to_pandas(), n
+
+
+def _explain_resolver(ctx, spec, r, dns_hosts, share, n) -> Alert:
+    msg = (f"sent {int(r.lookups):,} DNS lookups to {r.dst_ip}{where(ctx, r.dst_ip)}, a resolver outside the network "
+           f"that {int(r.hosts)} of the {dns_hosts} hosts sending DNS use; {share:.0%} of the {n} active hosts "
+           f"reach its company at all")
+    ev = [
+        Evidence("hosts using this resolver", "hosts", observed=int(r.hosts),
+                 reference=dns_hosts, threshold=round(spec.num("max_hosts_share") * dns_hosts, 1)),
+        Evidence("share of the active hosts reaching the resolver's company", "share", observed=round(share, 3),
+                 threshold=spec.num("familiar_host_share")),
+        Evidence("DNS lookups to it", "lookups", observed=int(r.lookups)),
+    ]
+    return Alert(rule=spec, source_ip=r.src_ip, destination_ip=r.dst_ip, message=msg, evidence=ev,
+                 score=1.0 - share, timestamp=timestamp(r.first_ts), example_port=DNS_PORT)
