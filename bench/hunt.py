@@ -12,6 +12,11 @@ capture: the expected hosts, their rank among the devices with an alert of mediu
 The expected hosts come from each capture's README (ground truth and where it comes from).
 
     .venv/bin/python bench/hunt.py [--fixtures ../shared/fixtures] [--out bench/out/hunt] [-v]
+    .venv/bin/python bench/hunt.py --simulated obvious,stealthy,clean --seeds 10   # generated days
+
+With --simulated, `hunt` runs instead on generated test days (tuning seeds 1..N at scale 0.2,
+with their servers file, no clean day given) and prints devices at medium or more, how many are
+anomaly hosts (and in their family), how many anomaly hosts there are, and devices on clean days.
 """
 
 from __future__ import annotations
@@ -61,17 +66,61 @@ def judge(kind: str, expected: list[str], devices: list[dict]) -> dict:
     return {"ranks": ranks, "others": len(others), "ok": ok, "medium": len(act)}
 
 
+def simulated(scenarios: list[str], seeds: int, out: Path) -> int:
+    """hunt on generated test days (no clean day): precision-style counts against truth.json."""
+    import json
+
+    from flowsiem import simulate
+    from flowsiem.hunt import HuntOptions, hunt
+
+    tot = {"days": 0, "flagged": 0, "anomaly_hosts_flagged": 0, "in_their_family": 0, "anomaly_hosts": 0,
+           "flagged_on_clean_days": 0}
+    for sc in scenarios:
+        for seed in range(1, seeds + 1):
+            d = out / "days" / f"{sc}-{seed}"
+            if not (d / "truth.json").exists():
+                simulate.generate(sc, seed=seed, scale=0.2, out_dir=d)
+            truth = json.loads((d / "truth.json").read_text())
+            bad: dict[str, set] = {}
+            for a in truth["anomalies"]:
+                for h in a.get("hosts", []):
+                    bad.setdefault(h, set()).add(a["family"])
+            res = hunt(str(d / "test.parquet"), out / "runs" / f"{sc}-{seed}", servers=str(d / "servers.parquet"),
+                       options=HuntOptions(examples=0))
+            act: dict[str, set] = {}
+            for a in res.alerts:
+                if a.actionable:
+                    act.setdefault(a.source_ip, set()).add(a.rule.family)
+            hits = [ip for ip in act if ip in bad]
+            tot["days"] += 1
+            tot["flagged"] += len(act)
+            tot["anomaly_hosts_flagged"] += len(hits)
+            tot["in_their_family"] += sum(1 for ip in hits if act[ip] & bad[ip])
+            tot["anomaly_hosts"] += len(bad)
+            tot["flagged_on_clean_days"] += len(act) if not bad else 0
+            print(f"{sc}/{seed}: {len(act)} at medium+, {len(hits)} anomaly hosts of {len(bad)}", file=sys.stderr)
+    print("| days | devices at medium+ | of them anomaly hosts | in their family | anomaly hosts | on clean days |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    print(f"| {tot['days']} | {tot['flagged']} | {tot['anomaly_hosts_flagged']} | {tot['in_their_family']} | "
+          f"{tot['anomaly_hosts']} | {tot['flagged_on_clean_days']} |")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fixtures", type=Path, default=DEFAULT_FIXTURES)
     ap.add_argument("--out", type=Path, default=HERE / "out" / "hunt")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every medium+ device")
+    ap.add_argument("--simulated", help="comma-separated scenarios: hunt on generated days instead")
+    ap.add_argument("--seeds", type=int, default=10, help="with --simulated: seeds 1..N (the tuning seeds)")
     args = ap.parse_args(argv)
 
     from flowsiem.console import set_quiet
     from flowsiem.hunt import HuntOptions, hunt
 
     set_quiet(True)
+    if args.simulated:
+        return simulated(args.simulated.split(","), args.seeds, args.out / "simulated")
     rows, failures = [], 0
     for name, rel, kind, expected, truth in CAPTURES:
         path = args.fixtures / rel

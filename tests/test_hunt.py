@@ -13,8 +13,8 @@ One capture holds every finding and, next to each, the benign look-alike it must
   brute force: 120 logins of 1179 B, 20 a minute    an uptime monitor (1 a minute); a busy client
                                                     with varied requests
   outside probe: 300 ports of the web server        --
-  own resolver: DNS to a network nobody reaches     a public resolver of a company all hosts use
-                                                    (a notice)
+  own resolver: DNS on a timer to a network         a public resolver of a company all hosts use,
+  nobody reaches                                    at random times (a notice)
 
 A device counts as flagged for a family when it has an alert of medium severity or more.
 """
@@ -82,7 +82,7 @@ def _capture() -> pd.DataFrame:
     parts.append(rows(web_ts, BROWSER, DNS_SERVER, proto="udp", port=53, up=30, down=200))
     parts.append(rows(web_ts + 50, BROWSER, np.array(POPULAR)[np.arange(250) % len(POPULAR)]))
     # resolvers: one nobody reaches, and a public one of a company everybody uses
-    parts.append(rows(np.sort(rng.integers(9 * HOUR, 17 * HOUR, 60)), OWN_RESOLVER, ROGUE_DNS, proto="udp", port=53,
+    parts.append(rows(_periodic(600, 0, 24, seed=4, jitter=0.05), OWN_RESOLVER, ROGUE_DNS, proto="udp", port=53,
                       up=40, down=120))
     parts.append(rows(np.sort(rng.integers(9 * HOUR, 17 * HOUR, 60)), PUBLIC_DNS_USER, GOOGLE_DNS, proto="udp",
                       port=53, up=40, down=120))

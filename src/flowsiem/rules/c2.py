@@ -326,12 +326,24 @@ def rare_resolver(ctx, spec) -> list[Alert]:
     df, dns_hosts = _outside_resolvers(ctx)
     if dns_hosts < spec.num("prevalence_min_hosts"):
         return []  # with a handful of hosts, "few hosts use it" means nothing
+    from .dns import dns_flows, dns_rhythm, followed_share
+
+    rare = df[df.hosts <= spec.num("max_hosts_share") * dns_hosts]
+    pairs = rare[["src_ip", "dst_ip"]]
+    followed = followed_share(ctx, pairs, int(spec.num("follow_window_s")))
+    rhythm = dns_rhythm(ctx, dns_flows(ctx), pairs)
     alerts = []
-    for r in df[df.hosts <= spec.num("max_hosts_share") * dns_hosts].itertuples():
+    for r in rare.itertuples():
         share, n = company_share(ctx, r.dst_ip)
-        a = _explain_resolver(ctx, spec, r, dns_hosts, share, n)
-        if share >= spec.num("familiar_host_share"):
-            a.severity = "low"  # a public resolver of a company the network uses: a policy matter
+        fol = followed.get((r.src_ip, r.dst_ip), 0.0)
+        p = rhythm.get((r.src_ip, r.dst_ip), {}).get("rhythm_p", 1.0)
+        a = _explain_resolver(ctx, spec, r, dns_hosts, share, n, fol, p)
+        # A resolver set by hand (Quad9, a company's own DNS) answers a person's lookups at
+        # random times, or resolves names the host then connects to: a policy matter. C&C over
+        # DNS polls on a timer and its lookups lead nowhere.
+        if share >= spec.num("familiar_host_share") or fol >= spec.num("followed_share") \
+                or p > spec.num("rhythm_alpha"):
+            a.severity = "low"
         alerts.append(a)
     return alerts
 
@@ -349,15 +361,20 @@ def _outside_resolvers(ctx):
     return per.join(users, "dst_ip").to_pandas(), n
 
 
-def _explain_resolver(ctx, spec, r, dns_hosts, share, n) -> Alert:
+def _explain_resolver(ctx, spec, r, dns_hosts, share, n, fol, p) -> Alert:
     msg = (f"sent {int(r.lookups):,} DNS lookups to {r.dst_ip}{where(ctx, r.dst_ip)}, a resolver outside the network "
            f"that {int(r.hosts)} of the {dns_hosts} hosts sending DNS use; {share:.0%} of the {n} active hosts "
-           f"reach its company at all")
+           f"reach its company at all; {fol:.0%} of the lookups lead to a connection within "
+           f"{spec.num('follow_window_s'):g} s (beyond chance); chance of their rhythm under random use {p:.1g}")
     ev = [
         Evidence("hosts using this resolver", "hosts", observed=int(r.hosts),
                  reference=dns_hosts, threshold=round(spec.num("max_hosts_share") * dns_hosts, 1)),
         Evidence("share of the active hosts reaching the resolver's company", "share", observed=round(share, 3),
                  threshold=spec.num("familiar_host_share")),
+        Evidence("lookups followed by a connection (name resolution), beyond chance", "share",
+                 observed=round(fol, 3), threshold=spec.num("followed_share")),
+        Evidence("chance of so regular lookups under random (human) use", "probability",
+                 observed=float(f"{p:.3g}"), threshold=spec.num("rhythm_alpha")),
         Evidence("DNS lookups to it", "lookups", observed=int(r.lookups)),
     ]
     return Alert(rule=spec, source_ip=r.src_ip, destination_ip=r.dst_ip, message=msg, evidence=ev,
