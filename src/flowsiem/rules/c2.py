@@ -14,7 +14,7 @@ from ..fmt import fmt_duration
 from ..network import EXTERNAL_EXTERNAL, EXTERNAL_INTERNAL
 from . import rule
 from .beacon import beacon_score, beacon_stats, rhythm_p
-from .common import (DNS_PORT, brand, company_share, engine_table, is_internal, known_channel, mean, median, org_of, past, past_p,
+from .common import (DNS_PORT, brand, company_share, engine_table, is_internal, known_channels, mean, median, org_of, past, past_p,
                      past_share, shared_destination, timestamp, unanswered, unicast, where)
 
 
@@ -118,10 +118,12 @@ def _beacon_candidates(ctx, spec):
     df = g.filter(g.flows >= spec.num("min_connections")).to_pandas()
     if df.empty:
         return df
+    df = df[df.port.notna()]
     keep = [s in unicast(ctx, [s]) and d in unicast(ctx, [d]) and not _periodic_by_design(spec, p, q)
-            and not shared_destination(ctx, spec, d)[0] and not known_channel(ctx, s, d, p, q)
+            and not shared_destination(ctx, spec, d)[0]
             for s, d, p, q in zip(df.src_ip, df.dst_ip, df.proto, df.port)]
-    return df[keep]
+    df = df[keep]
+    return df[[not k for k in known_channels(ctx, df)]]
 
 
 def _judge_beacon(ctx, spec, r) -> dict | None:
@@ -186,7 +188,9 @@ def _unanswered_pairs(ctx, spec):
     g = f.group_by("src_ip", "dst_ip", "proto", "port").aggregate(
         attempts=f.count(), failed=f.failed.sum(), bins=f.bin.nunique(where=f.failed == 1),
         first_ts=f.ts.min(), last_ts=f.ts.max())
-    return g.filter(g.failed >= spec.num("min_attempts")).to_pandas()
+    df = g.filter(g.failed >= spec.num("min_attempts")).to_pandas()
+    df = df[df.port.notna()]
+    return df[[not k for k in known_channels(ctx, df)]]
 
 
 def _judge_unanswered(ctx, spec, r) -> dict | None:
@@ -194,8 +198,7 @@ def _judge_unanswered(ctx, spec, r) -> dict | None:
     coverage = r.bins / 24.0
     if share < spec.num("min_failed_share") or coverage < spec.num("min_coverage"):
         return None
-    if r.dst_ip not in unicast(ctx, [r.dst_ip]) or shared_destination(ctx, spec, r.dst_ip)[0] \
-            or known_channel(ctx, r.src_ip, r.dst_ip, r.proto, r.port):
+    if r.dst_ip not in unicast(ctx, [r.dst_ip]) or shared_destination(ctx, spec, r.dst_ip)[0]:
         return None
     return {"share": share, "coverage": coverage,
             "risk": mean(past_share(share, spec.num("min_failed_share")),

@@ -296,24 +296,30 @@ def shared_destination(ctx, spec, dst) -> tuple[bool, int, int]:
     return (n >= spec.num("prevalence_min_hosts") and k / n >= spec.num("max_prevalence")), k, n
 
 
-def known_channel(ctx, host, dst, proto, port) -> bool:
-    """With a baseline day: did `host` already use this channel then -- the address itself, or
-    the destination's company (its brand) on proto/port? The capture rules judge the analysed
-    flows against themselves; when a clean day exists, what the host did on it is routine (its
-    backup, its agents), not a finding. Always False in hunt."""
-    if not ctx.has_baseline:
-        return False
-
-    def build():
-        e = ctx.base("edges")
-        if e is None:
-            return frozenset()
-        df = e.select("src_ip", "dst_ip", "proto", "port").to_pandas()
-        return frozenset(zip(df.src_ip, df.dst_ip, df.proto, df.port))
-    if (host, dst, proto, port) in ctx.cached(("common.baseline_channels",), build):
-        return True
-    org = org_of(ctx, dst)
-    return org is not None and host in company_service_users(ctx, org, proto, port)[0]
+def known_channels(ctx, df) -> list[bool]:
+    """Per row of `df` (src_ip, dst_ip, proto, port): with a baseline day, did the host already use
+    this channel then -- the address itself, or the destination's company (its brand) on the same
+    proto/port? The capture rules judge the analysed flows against themselves; when a clean day
+    exists, what the host did on it is routine (its backup, its agents), not a finding. All False
+    in hunt. One semi-join in the engine for the addresses; companies from the cached users."""
+    keys = ["src_ip", "dst_ip", "proto", "port"]
+    if not ctx.has_baseline or df is None or not len(df):
+        return [False] * (0 if df is None else len(df))
+    e = ctx.base("edges")
+    seen = set()
+    if e is not None:
+        cand = engine_table(ctx, df[keys].astype({"port": "int64"}))
+        hit = e.select(*keys).semi_join(cand, [e.src_ip == cand.src_ip, e.dst_ip == cand.dst_ip,
+                                               e.proto == cand.proto, e.port.cast("int64") == cand.port])
+        seen = set(hit.to_pandas().itertuples(index=False, name=None))
+    out = []
+    for s, d, p, q in df[keys].itertuples(index=False, name=None):
+        if (s, d, p, q) in seen:
+            out.append(True)
+            continue
+        org = org_of(ctx, d)
+        out.append(org is not None and s in company_service_users(ctx, org, p, q)[0])
+    return out
 
 
 def outside_source(ctx, ip) -> bool:

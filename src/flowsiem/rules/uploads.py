@@ -12,7 +12,7 @@ from ..alerts import Alert, Evidence
 from ..fmt import fmt_bytes
 from ..network import INTERNAL_EXTERNAL
 from . import rule
-from .common import (brand, company_share, known_channel, log_center_spread, log_z, mean, org_of, past, past_share,
+from .common import (brand, company_share, known_channels, log_center_spread, log_z, mean, org_of, past, past_share,
                      past_z, shared_destination, size_aware_z, timestamp, where)
 
 
@@ -23,8 +23,9 @@ def one_way_upload(ctx, spec) -> list[Alert]:
         return []
     center, spread = log_center_spread(pairs.up_bytes, spec.num("min_log_spread"))
     fence_z = size_aware_z(len(pairs), spec.num("outlier_rate"))
-    judged = [(r, v) for r in pairs[pairs.up_bytes >= spec.num("min_bytes")].itertuples()
-              for v in [_judge_upload(ctx, spec, r, center, spread, fence_z)] if v]
+    big = pairs[(pairs.up_bytes >= spec.num("min_bytes")) & pairs.port.notna()]
+    big = big[[not k for k in known_channels(ctx, big)]]
+    judged = [(r, v) for r in big.itertuples() for v in [_judge_upload(ctx, spec, r, center, spread, fence_z)] if v]
     crowds = _crowds(ctx, judged)
     alerts = []
     for r, v in judged:
@@ -68,8 +69,7 @@ def _upload_pairs(ctx):
 def _judge_upload(ctx, spec, r, center, spread, fence_z) -> dict | None:
     sent = r.up_bytes / max(r.up_bytes + r.down_bytes, 1)
     z = float(log_z(r.up_bytes, center, spread))
-    if sent < spec.num("min_sent_share") or z < fence_z or shared_destination(ctx, spec, r.dst_ip)[0] \
-            or known_channel(ctx, r.src_ip, r.dst_ip, r.proto, r.port):
+    if sent < spec.num("min_sent_share") or z < fence_z or shared_destination(ctx, spec, r.dst_ip)[0]:
         return None
     return {"sent": sent, "z": z, "risk": mean(past(r.up_bytes, spec.num("min_bytes")),
                                                past_share(sent, spec.num("min_sent_share")), past_z(z, fence_z))}
