@@ -14,6 +14,18 @@ RUN_HOURS = 12.0  # RITA: a run of 12 consecutive active hours gives a full dura
 
 # --- beacons ---------------------------------------------------------------------------------
 
+def capture_slice(ts, span, slices: int = 24):
+    """Which of `slices` equal parts of the capture (span = (start, end, seconds)) each timestamp
+    falls in (Ibis, int8): RITA's 24-bin spread, whether the capture lasts an hour or three days."""
+    import ibis
+
+    start, _, seconds = span
+    width = max(seconds / slices, 1e-6)
+    # epoch_seconds of a naive timestamp is UTC-based, as is pandas' .timestamp() here
+    t = ts.epoch_seconds().cast("float64") - float(start.timestamp())
+    return ibis.least((t / width).floor(), slices - 1).cast("int8")
+
+
 def beacon_stats(flows, pairs, engine, span=None):
     """Per (src_ip, dst_ip) of `pairs` (an Ibis table with those two columns): the statistics a
     beacon score needs, computed in the engine. Returns pandas with columns
@@ -28,11 +40,7 @@ def beacon_stats(flows, pairs, engine, span=None):
     f = f.join(p, ["src_ip", "dst_ip"])
     t = f.ts.epoch_seconds().cast("float64")
     if span is not None:
-        start, _, seconds = span
-        width = max(seconds / 24.0, 1e-6)
-        t0 = float(start.timestamp()) if hasattr(start, "timestamp") else float(start)
-        # epoch_seconds of a naive timestamp is UTC-based, as is pandas' .timestamp() here
-        f = f.mutate(hour=ibis.least(((t - t0) / width).floor(), 23).cast("int8"))
+        f = f.mutate(hour=capture_slice(f.ts, span))
     w = ibis.window(group_by=[f.src_ip, f.dst_ip], order_by=f.ts)
     g = f.mutate(t=t, gap=t - t.lag().over(w), size=f.up_bytes.fill_null(0).cast("float64"))
     base = g.group_by("src_ip", "dst_ip").aggregate(

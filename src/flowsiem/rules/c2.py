@@ -13,7 +13,7 @@ from ..alerts import Alert, Evidence
 from ..fmt import fmt_duration
 from ..network import EXTERNAL_EXTERNAL, EXTERNAL_INTERNAL
 from . import rule
-from .beacon import beacon_score, beacon_stats, rhythm_p
+from .beacon import beacon_score, beacon_stats, capture_slice, rhythm_p
 from .common import (DNS_PORT, brand, company_share, engine_table, is_internal, known_channels, mean, median, org_of, past, past_p,
                      past_share, shared_destination, timestamp, unanswered, unicast, where)
 
@@ -176,15 +176,9 @@ def unanswered_c2(ctx, spec) -> list[Alert]:
 def _unanswered_pairs(ctx, spec):
     """Per internal source -> outside (proto, port): attempts, those that got no answer, and over
     how many 24ths of the capture the unanswered ones are spread."""
-    import ibis
-
     f = ctx.flows
     f = f.filter(f.src_internal & ~f.dst_internal)
-    start, _, seconds = ctx.span
-    t = f.ts.epoch_seconds().cast("float64")
-    width = max(seconds / 24.0, 1e-6)
-    f = f.mutate(failed=unanswered(f, spec.t("no_reply_states")).cast("int64"),
-                 bin=ibis.least(((t - float(start.timestamp())) / width).floor(), 23).cast("int8"))
+    f = f.mutate(failed=unanswered(f, spec.t("no_reply_states")).cast("int64"), bin=capture_slice(f.ts, ctx.span))
     g = f.group_by("src_ip", "dst_ip", "proto", "port").aggregate(
         attempts=f.count(), failed=f.failed.sum(), bins=f.bin.nunique(where=f.failed == 1),
         first_ts=f.ts.min(), last_ts=f.ts.max())
