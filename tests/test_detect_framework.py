@@ -52,6 +52,7 @@ def test_override_file_merges_thresholds_and_allowlists(tmp_path):
     ("rules:\n  - id: nope.rule\n    name: x\n", "no implementation"),
     ("rules: [", "not valid YAML"),
     ("rules:\n  - name: x\n", "without an 'id'"),
+    ("rules:\n  - id: cnc.beacon\n    folds_into: cnc\n", "folds_into must be another family"),
 ])
 def test_bad_override_files(tmp_path, text, needle):
     f = tmp_path / "r.yaml"
@@ -131,6 +132,28 @@ def test_notices_rank_below_actionable_alerts_and_add_no_family():
     assert rows[0]["families"] == "exfiltration" and rows[1]["families"] == "cnc"
     assert al[1].to_ecs()["event"]["severity"] == 21 and al[1].to_ecs()["flowsiem"]["severity"] == "low"
     assert not al[1].actionable and al[0].actionable
+
+
+def test_a_relay_beacon_folds_into_its_botnet_finding():
+    """The channel decides the family: a botnet relay's own check-in with the C2 is part of the
+    botnet finding (a notice naming it), not a second family; DNS stays C&C over DNS, and a host
+    with no botnet finding keeps its beacon in cnc."""
+    from flowsiem.rules.attribution import fold
+
+    hub = _spec(id="botnet.coordinated_group", family="botnet", severity="medium")
+    beacon = _spec(id="cnc.beacon", family="cnc", severity="medium", folds_into="botnet")
+    al = [Alert(hub, "10.0.0.9", "polled by 4 hosts", [], 1.0),
+          Alert(beacon, "10.0.0.9", "beacon", [], 1.0, destination_ip="203.0.113.7", example_port=443),
+          Alert(beacon, "10.0.0.9", "DNS beacon", [], 1.0, destination_ip="198.51.100.1", example_port=53),
+          Alert(beacon, "10.0.0.5", "beacon of a lone host", [], 1.0, destination_ip="203.0.113.7", example_port=443)]
+    fold(al)
+    assert al[1].severity_name == "low" and "botnet.coordinated_group" in al[1].message
+    assert al[0].related == ["203.0.113.7"]
+    assert al[2].actionable and al[3].actionable
+    fams = {r["ip"]: r["families"] for r in devices(al)}
+    assert fams == {"10.0.0.9": "botnet;cnc", "10.0.0.5": "cnc"}  # cnc on .9 only by its DNS evidence
+    fold(al[1:2] + al[3:])  # no botnet finding at all: nothing folds
+    assert al[3].actionable
 
 
 def _cli(*args):

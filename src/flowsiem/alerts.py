@@ -35,6 +35,9 @@ class RuleSpec:
     # What the rule judges against: "baseline" = change from the clean day (detect only);
     # "capture" = the analysed flows' own population and time course (detect and hunt).
     reference: str = "baseline"
+    # A family whose medium-or-more alert on the same device this finding is part of (e.g. a botnet
+    # relay's beacon out): the alert is then a notice there (rules/attribution.py). None: never.
+    folds_into: str | None = None
 
     @property
     def severity_number(self) -> int:

@@ -249,7 +249,8 @@ def rules_cmd(
             if family and s.family != family:
                 continue
             th = ", ".join(f"`{k}={v}`" for k, v in s.thresholds.items())
-            typer.echo(f"| `{s.id}` {s.name} | {s.family} | {s.reference} | {s.technique} | {s.severity} | {th} |")
+            fam = s.family + (f" (on a {s.folds_into} member: part of it)" if s.folds_into else "")
+            typer.echo(f"| `{s.id}` {s.name} | {fam} | {s.reference} | {s.technique} | {s.severity} | {th} |")
         return
     c = con_mod.console()
     t = Table(title=f"{len(specs)} rules", title_justify="left", show_lines=verbose)
@@ -263,7 +264,8 @@ def rules_cmd(
             th += f"\n[dim]{s.description}[/]"
             if s.allowlist:
                 th += f"\n[dim]allowlist: {', '.join(map(str, s.allowlist))}[/]"
-        t.add_row(f"{s.id}\n[dim]{s.name}[/]", f"{s.family}\n[dim]{s.reference}[/]", s.technique, s.severity,
+        fam = s.family + (f"\n[dim]on a {s.folds_into} member: part of it[/]" if s.folds_into else "")
+        t.add_row(f"{s.id}\n[dim]{s.name}[/]", f"{fam}\n[dim]{s.reference}[/]", s.technique, s.severity,
                   "yes" if s.enabled else "no", th)
     c.print(t)
 

@@ -255,6 +255,7 @@ def classified_context(engine, read, srv_read, model: NetworkModel, opts: Detect
 
 def run_rules(ctx: DetectContext, specs: dict) -> tuple[list, list[str]]:
     from .rules import REGISTRY, load_family_modules
+    from .rules.attribution import fold
 
     load_family_modules()
     alerts, ran = [], []
@@ -273,6 +274,7 @@ def run_rules(ctx: DetectContext, specs: dict) -> tuple[list, list[str]]:
         found = [a for a in found if not ctx.allowed(spec, a.source_ip) and not ctx.allowed(spec, a.destination_ip)]
         alerts.extend(found)
         ran.append(rid)
+    fold(alerts)
     alerts.sort(key=lambda a: (-a.risk_score, a.source_ip, a.rule.id))
     return alerts, ran
 

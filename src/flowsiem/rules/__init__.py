@@ -66,7 +66,7 @@ class Allowlist:
 # --- loading --------------------------------------------------------------------------------
 
 _FIELDS = {"id", "name", "family", "technique", "technique_name", "severity", "description",
-           "false_positives", "thresholds", "enabled", "allowlist", "reference"}
+           "false_positives", "thresholds", "enabled", "allowlist", "reference", "folds_into"}
 
 
 def _read_yaml(path: Path) -> dict:
@@ -139,6 +139,8 @@ def load_rules(user_file: Path | None = None, disable: list[str] | None = None) 
             raise UsageError(f"rule {rid}: family '{r['family']}' is not one of {', '.join(FAMILIES)}")
         if r.get("reference", "baseline") not in REFERENCES:
             raise UsageError(f"rule {rid}: reference must be one of {', '.join(REFERENCES)}")
+        if r.get("folds_into") is not None and (r["folds_into"] not in FAMILIES or r["folds_into"] == r["family"]):
+            raise UsageError(f"rule {rid}: folds_into must be another family ({', '.join(FAMILIES)})")
         if r.get("severity", "medium") not in SEVERITIES:
             raise UsageError(f"rule {rid}: severity must be one of {', '.join(SEVERITIES)}")
         spec = RuleSpec(**{k: v for k, v in r.items() if k in _FIELDS})
