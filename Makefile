@@ -25,6 +25,7 @@ demo: $(STAMP)
 		--out $(DEMO)/run
 	@echo "Outputs: $(DEMO)/days (generated days, truth.json), $(DEMO)/run/profile (profile.json, baseline/*.parquet),"
 	@echo "         $(DEMO)/run/alerts.jsonl, $(DEMO)/run/devices.csv"
+	@echo "Report:  $(abspath $(DEMO))/run/report.html (open it in a browser)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -86,7 +86,7 @@ def simulated(scenarios: list[str], seeds: int, out: Path) -> int:
                 for h in a.get("hosts", []):
                     bad.setdefault(h, set()).add(a["family"])
             res = hunt(str(d / "test.parquet"), out / "runs" / f"{sc}-{seed}", servers=str(d / "servers.parquet"),
-                       options=HuntOptions(examples=0))
+                       options=HuntOptions(examples=0, report=False))
             act: dict[str, set] = {}
             for a in res.alerts:
                 if a.actionable:

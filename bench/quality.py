@@ -308,7 +308,7 @@ def run_case(case: dict, opts: dict) -> dict:
         scratch = Path(tempfile.mkdtemp(prefix=f"{case['key']}-", dir=opts["tmp_root"]))
         det_out = scratch / "detect"
         res = detect(days / "test.parquet", prof, det_out, servers=days / "servers.parquet",
-                     options=DetectOptions(examples=0))
+                     options=DetectOptions(examples=0, report=False))
         out["seconds"]["detect"] = round(res.seconds, 2)
         out["alerts"] = len(res.alerts)
         out["detect_errors"] = list(getattr(res, "errors", []) or [])

@@ -112,11 +112,16 @@ RulesOpt = typer.Option(None, "--rules", help="A rules YAML file merged over the
 DisableOpt = typer.Option(None, "--disable", help="Disable a rule id or a whole family (repeatable).")
 
 
-def _detect_options(fmt, time_unit, date, engine, rules, disable, geoip_country, geoip_asn):
+NoReportOpt = typer.Option(False, "--no-report", help="Skip OUT/report.html (alerts and devices only; a little faster).")
+
+
+def _detect_options(fmt, time_unit, date, engine, rules, disable, geoip_country, geoip_asn,
+                    no_report=False, command="detect"):
     from .detect import DetectOptions
 
     return DetectOptions(fmt=fmt, time_unit=time_unit, date=date, engine=engine, rules_file=rules,
-                         disable=list(disable or []), geoip_country=geoip_country, geoip_asn=geoip_asn)
+                         disable=list(disable or []), geoip_country=geoip_country, geoip_asn=geoip_asn,
+                         report=not no_report, command=command)
 
 
 def _print_detect(result) -> None:
@@ -126,6 +131,8 @@ def _print_detect(result) -> None:
     print_devices(result.devices, c)
     c.print(f"Wrote [green]{result.out / 'alerts.jsonl'}[/] ({len(result.alerts)} alerts) and "
             f"[green]{result.out / 'devices.csv'}[/] ({len(result.devices)} devices)")
+    if result.report:
+        c.print(f"Report: [green]{result.report}[/] (open it in a browser)")
 
 
 @app.command()
@@ -142,6 +149,7 @@ def detect(
     geoip_country: Optional[Path] = GeoCountryOpt,
     geoip_asn: Optional[Path] = GeoAsnOpt,
     engine: str = EngineOpt,
+    no_report: bool = NoReportOpt,
     quiet: bool = QuietOpt,
 ):
     """Apply the rules to a new day against a baseline; write explained alerts.
@@ -153,7 +161,8 @@ def detect(
     from .detect import detect as run_detect
 
     result = run_detect(test, baseline, out, servers=servers,
-                        options=_detect_options(fmt, time_unit, date, engine, rules, disable, geoip_country, geoip_asn))
+                        options=_detect_options(fmt, time_unit, date, engine, rules, disable, geoip_country, geoip_asn,
+                                                 no_report))
     _print_detect(result)
 
 
@@ -173,6 +182,7 @@ def run(
     geoip_country: Optional[Path] = GeoCountryOpt,
     geoip_asn: Optional[Path] = GeoAsnOpt,
     engine: str = EngineOpt,
+    no_report: bool = NoReportOpt,
     quiet: bool = QuietOpt,
 ):
     """The main job: profile the clean day, then detect on the test day, in one go."""
@@ -189,7 +199,8 @@ def run(
     con_mod.info(f"baseline: {p['input']['rows']:,} flows, {p['hosts']['count']:,} hosts, "
                  f"{len(p['internal_servers'])} internal servers, networks {', '.join(p['internal_networks'])}")
     result = run_detect(test, out / "profile", out, servers=servers,
-                        options=_detect_options(fmt, time_unit, date, engine, rules, disable, geoip_country, geoip_asn))
+                        options=_detect_options(fmt, time_unit, date, engine, rules, disable, geoip_country, geoip_asn,
+                                                no_report, "run"))
     _print_detect(result)
 
 
@@ -207,6 +218,7 @@ def hunt(
     geoip_country: Optional[Path] = GeoCountryOpt,
     geoip_asn: Optional[Path] = GeoAsnOpt,
     engine: str = EngineOpt,
+    no_report: bool = NoReportOpt,
     quiet: bool = QuietOpt,
 ):
     """Hunt in one capture with no clean day: beacons, dead C2, scans, uploads, DGA, brute force.
@@ -219,9 +231,30 @@ def hunt(
     _setup(quiet)
     from .hunt import HuntOptions, hunt as run_hunt
 
-    d = _detect_options(fmt, time_unit, date, engine, rules, disable, geoip_country, geoip_asn)
+    d = _detect_options(fmt, time_unit, date, engine, rules, disable, geoip_country, geoip_asn, no_report, "hunt")
     opts = HuntOptions(**{**d.__dict__, "internal": internal})
     _print_detect(run_hunt(data, out, servers=servers, options=opts))
+
+
+@app.command()
+def report(
+    out: Path = typer.Argument(..., help="The --out directory of `flowsiem run`, `detect` or `hunt`."),
+    png: Optional[Path] = typer.Option(None, "--png", help="Also write each figure as a PNG file into this directory."),
+    quiet: bool = QuietOpt,
+):
+    """Rebuild OUT/report.html from a run's outputs (no flows needed).
+
+    The page is self-contained (plotly.js, styles and data inline): it opens offline, prints,
+    and can be mailed. run, detect and hunt write it already; use this after editing
+    alerts.jsonl or devices.csv, or for the PNGs:
+
+    flowsiem report out/ --png out/figures/
+    """
+    _setup(quiet)
+    from .report.page import build
+
+    path = build(out, png_dir=png)
+    con_mod.console().print(f"Report: [green]{path}[/]" + (f"; figures as PNG in [green]{png}[/]" if png else ""))
 
 
 @app.command("rules")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 
-_state = {"quiet": False}
+_state = {"quiet": False, "timings": []}
 
 
 def set_quiet(quiet: bool) -> None:
@@ -77,9 +78,22 @@ def progress() -> Progress:
 
 @contextlib.contextmanager
 def stage(description: str):
-    """A named stage: a spinner while it runs (stderr), nothing with --quiet."""
-    if _state["quiet"] or not sys.stderr.isatty():
-        yield
-        return
-    with err_console().status(description):
-        yield
+    """A named stage: a spinner while it runs (stderr), nothing with --quiet; its wall time is
+    kept for the report (`timings()`)."""
+    t0 = time.perf_counter()
+    try:
+        if _state["quiet"] or not sys.stderr.isatty():
+            yield
+        else:
+            with err_console().status(description):
+                yield
+    finally:
+        _state["timings"].append((description, time.perf_counter() - t0))
+
+
+def timings(reset: bool = False) -> list[tuple[str, float]]:
+    """(stage, seconds) of the stages run in this process so far, in order."""
+    out = list(_state["timings"])
+    if reset:
+        _state["timings"].clear()
+    return out

@@ -33,6 +33,8 @@ class DetectOptions:
     geoip_country: Path | None = None
     geoip_asn: Path | None = None
     examples: int = 3                 # example flows attached to each alert
+    report: bool = True               # write OUT/report.html (and OUT/report_data/)
+    command: str = "detect"           # which command ran, for the report
 
 
 class DetectContext:
@@ -170,6 +172,7 @@ class DetectResult:
     seconds: float
     rules_run: list[str]
     errors: list[str] = field(default_factory=list)
+    report: Path | None = None
 
 
 def load_profile(baseline_dir: Path) -> dict:
@@ -342,4 +345,39 @@ def finish(ctx: DetectContext, specs: dict, opts: DetectOptions, out: Path, t0: 
     write_devices_csv(rows, out / "devices.csv")
     secs = time.perf_counter() - t0
     info(f"{len(ran)} rules, {len(alerts)} alerts, {len(rows)} devices in {secs:.1f} s")
-    return DetectResult(alerts=alerts, devices=rows, out=out, seconds=secs, rules_run=ran)
+    result = DetectResult(alerts=alerts, devices=rows, out=out, seconds=secs, rules_run=ran)
+    if opts.report:
+        write_report(ctx, result, opts)
+    return result
+
+
+def write_report(ctx: DetectContext, result: DetectResult, opts: DetectOptions) -> None:
+    """OUT/report_data/ (small aggregates of the analysed flows) and OUT/report.html from them."""
+    from . import __version__
+    from .console import timings
+    from .report.data import collect
+    from .report.page import build
+
+    meta = {"command": f"flowsiem {opts.command}", "version": f"flowsiem {__version__}", "inputs": _inputs_meta(ctx),
+            "settings": {"engine": opts.engine, "rules file": str(opts.rules_file or "shipped rules.yaml"),
+                         "disabled": ", ".join(opts.disable), "baseline": str(ctx.baseline_dir or "none (hunt)")},
+            "rules_run": result.rules_run, "seconds": result.seconds}
+    with stage("writing the report"):
+        meta["timings"] = timings(reset=True)
+        collect(ctx, result.alerts, result.devices, result.out, meta)
+        result.report = build(result.out)
+    info(f"report: {result.report}")
+
+
+def _inputs_meta(ctx: DetectContext) -> list[dict]:
+    """Each input's files, format, flows and time span (the analysed day's from its edges, no rescan)."""
+    e = ctx.edges_df
+    spans = {"test": (int(e.flows.sum()), e.first_ts.min(), e.last_ts.max())}
+    if ctx.servers is not None:
+        t = ctx.servers
+        s = t.aggregate(n=t.count(), start=t.ts.min(), end=t.ts.max()).to_pandas().iloc[0]
+        spans["servers"] = (int(s["n"]), s["start"], s["end"])
+    return [{"label": label, "files": [str(f) for f in read.files], "format": read.fmt, "rows": spans[key][0],
+             "start": str(spans[key][1]), "end": str(spans[key][2]), "notes": list(read.notes)}
+            for key, label in (("test", "analysed flows"), ("servers", "public servers' clients"))
+            if (read := ctx.read_info.get(key)) is not None and key in spans]
