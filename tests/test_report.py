@@ -12,7 +12,7 @@ import sys
 import pandas as pd
 import pytest
 
-from browser import Page
+from browser import Page, chromium
 from conftest import make_office_day
 
 HOSTILE_ORG = "<script>alert('org')</script>"
@@ -124,6 +124,7 @@ def test_hostile_strings_come_out_escaped(tmp_path):
 
 
 def test_png_export_writes_each_figure(tmp_path):
+    chromium()  # kaleido draws through the machine's Chromium
     d = tmp_path / "in"
     d.mkdir()
     make_office_day(seed=6, n_hosts=10).to_parquet(d / "day.parquet", index=False)

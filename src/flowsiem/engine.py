@@ -26,10 +26,14 @@ class Engine:
         """Register an in-memory Arrow table with the backend and return it as an Ibis table."""
         import ibis
 
+        name = name or ibis.util.gen_name("flows")
         if self.name == "duckdb":
-            return self.con.create_table(name or ibis.util.gen_name("flows"), arrow_table, temp=True)
-        # PySpark: create_table accepts pyarrow via pandas conversion
-        return self.con.create_table(name or ibis.util.gen_name("flows"), arrow_table)
+            return self.con.create_table(name, arrow_table, temp=True)
+        # Spark: a temporary view of an in-memory DataFrame (Ibis's create_table would write a
+        # persistent table into the warehouse directory).
+        session = self.con._session
+        session.createDataFrame(arrow_table.to_pandas()).createOrReplaceTempView(name)
+        return self.con.table(name)
 
 
 def connect(name: str = "duckdb", *, threads: int | None = None, memory_limit: str | None = None) -> Engine:
@@ -54,8 +58,17 @@ def connect(name: str = "duckdb", *, threads: int | None = None, memory_limit: s
             from pyspark.sql import SparkSession
         except ImportError as exc:  # pragma: no cover - depends on optional extra
             raise UsageError("--engine spark needs PySpark: pip install 'flowsiem[spark]'") from exc
+        import tempfile
+
         master = os.environ.get("FLOWSIEM_SPARK_MASTER", "local[*]")
+        # Nothing persistent: flowsiem only makes temporary views, and the warehouse directory
+        # Spark insists on goes to a scratch place, not the working directory.
         session = (SparkSession.builder.master(master).appName("flowsiem")
-                   .config("spark.sql.session.timeZone", "UTC").getOrCreate())
+                   .config("spark.sql.session.timeZone", "UTC")
+                   .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+                   .config("spark.sql.warehouse.dir", tempfile.mkdtemp(prefix="flowsiem-spark-"))
+                   .config("spark.ui.showConsoleProgress", "false")  # flowsiem draws its own progress
+                   .getOrCreate())
+        session.sparkContext.setLogLevel("ERROR")
         return Engine("spark", ibis.pyspark.connect(session))
     raise UsageError(f"unknown engine '{name}' (choose one of: {', '.join(ENGINES)})")

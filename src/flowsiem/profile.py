@@ -202,7 +202,8 @@ def build_profile(data, out: Path, servers=None, options: ProfileOptions | None 
         if df is None:
             continue
         path = base / f"{name}.parquet"
-        df.reset_index(drop=True).to_parquet(path, index=False)
+        # Microsecond timestamps: Spark cannot read parquet's nanosecond ones.
+        df.reset_index(drop=True).to_parquet(path, index=False, coerce_timestamps="us", allow_truncated_timestamps=True)
         written[name] = str(path.relative_to(out))
     profile["baseline_tables"] = written
     profile["seconds"] = round(time.perf_counter() - t0, 3)

@@ -14,8 +14,8 @@ from ..fmt import fmt_duration
 from ..network import EXTERNAL_EXTERNAL, EXTERNAL_INTERNAL
 from . import rule
 from .beacon import beacon_score, beacon_stats, capture_slice, rhythm_p
-from .common import (DNS_PORT, brand, company_share, engine_table, is_internal, known_channels, mean, median, org_of, past, past_p,
-                     past_share, shared_destination, timestamp, unanswered, unicast, where)
+from .common import (DNS_PORT, brand, busiest_service, company_share, engine_table, is_internal, known_channels, mean, median, org_of, past, past_p,
+                     past_share, shared_destination, timestamp, unanswered, unicast, where, with_service)
 
 
 def _periodic_by_design(spec, proto, port) -> bool:
@@ -112,9 +112,9 @@ def _beacon_candidates(ctx, spec):
     channel not periodic by design, to a destination that is not shared by most hosts."""
     e = ctx.edges
     e = e.filter(~e.traffic_class.isin([EXTERNAL_INTERNAL, EXTERNAL_EXTERNAL]))
-    g = e.group_by("src_ip", "dst_ip").aggregate(
-        flows=e.flows.sum(), proto=e.proto.mode(), port=e.port.mode(),
-        up_bytes=e.up_bytes.sum(), down_bytes=e.down_bytes.sum())
+    g = with_service(e.group_by("src_ip", "dst_ip").aggregate(
+        flows=e.flows.sum(), svc=busiest_service(e, e.flows),
+        up_bytes=e.up_bytes.sum(), down_bytes=e.down_bytes.sum()))
     df = g.filter(g.flows >= spec.num("min_connections")).to_pandas()
     if df.empty:
         return df

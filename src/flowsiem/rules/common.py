@@ -344,6 +344,20 @@ def unanswered(flows, no_reply_states):
     return nothing_back & (flows.conn_state.isnull() | flows.conn_state.isin(list(no_reply_states)))
 
 
+def busiest_service(t, weight):
+    """For a group_by aggregate: the (proto, port) of the group's row with the largest `weight`,
+    both from the same row (a struct's arg_max: max_by in Spark, arg_max in DuckDB; Ibis's mode()
+    has no Spark form). Unpack with `with_service`."""
+    import ibis
+
+    return ibis.struct({"proto": t.proto, "port": t.port}).argmax(weight)
+
+
+def with_service(g, col: str = "svc"):
+    """The aggregate `g` with its busiest_service column `col` unpacked into proto and port."""
+    return g.mutate(proto=g[col]["proto"], port=g[col]["port"]).drop(col)
+
+
 # --- addresses -------------------------------------------------------------------------------------
 
 def is_internal(ctx, ip) -> bool:

@@ -12,8 +12,8 @@ from ..alerts import Alert, Evidence
 from ..fmt import fmt_bytes
 from ..network import INTERNAL_EXTERNAL
 from . import rule
-from .common import (brand, company_share, known_channels, log_center_spread, log_z, mean, org_of, past, past_share,
-                     past_z, shared_destination, size_aware_z, timestamp, where)
+from .common import (brand, busiest_service, company_share, known_channels, log_center_spread, log_z, mean, org_of, past, past_share,
+                     past_z, shared_destination, size_aware_z, timestamp, where, with_service)
 
 
 @rule("exfiltration.one_way_upload")
@@ -60,9 +60,9 @@ def _upload_pairs(ctx):
     """Per internal host -> outside destination: bytes sent and received, flows, sending time."""
     e = ctx.flows
     e = e.filter(e.traffic_class == INTERNAL_EXTERNAL)
-    g = e.group_by("src_ip", "dst_ip").aggregate(
+    g = with_service(e.group_by("src_ip", "dst_ip").aggregate(
         up_bytes=e.up_bytes.sum().fill_null(0), down_bytes=e.down_bytes.sum().fill_null(0), flows=e.count(),
-        duration=e.duration.sum(), port=e.port.mode(), proto=e.proto.mode(), first_ts=e.ts.min())
+        duration=e.duration.sum(), svc=busiest_service(e, e.up_bytes), first_ts=e.ts.min()))
     return g.filter(g.up_bytes > 0).to_pandas()
 
 
