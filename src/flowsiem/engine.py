@@ -58,15 +58,19 @@ def connect(name: str = "duckdb", *, threads: int | None = None, memory_limit: s
             from pyspark.sql import SparkSession
         except ImportError as exc:  # pragma: no cover - depends on optional extra
             raise UsageError("--engine spark needs PySpark: pip install 'flowsiem[spark]'") from exc
+        import atexit
+        import shutil
         import tempfile
 
+        scratch = tempfile.mkdtemp(prefix="flowsiem-spark-")
+        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
         master = os.environ.get("FLOWSIEM_SPARK_MASTER", "local[*]")
         # Nothing persistent: flowsiem only makes temporary views, and the warehouse directory
         # Spark insists on goes to a scratch place, not the working directory.
         session = (SparkSession.builder.master(master).appName("flowsiem")
                    .config("spark.sql.session.timeZone", "UTC")
                    .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-                   .config("spark.sql.warehouse.dir", tempfile.mkdtemp(prefix="flowsiem-spark-"))
+                   .config("spark.sql.warehouse.dir", scratch)
                    .config("spark.ui.showConsoleProgress", "false")  # flowsiem draws its own progress
                    .getOrCreate())
         session.sparkContext.setLogLevel("ERROR")
