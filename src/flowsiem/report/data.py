@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from ..alerts import ACTIONABLE, SEVERITIES
+from ..profile import DNS_PORT
 from . import DATA_DIR
 
 TOP = 15                 # rows of each "top" table (the seed's figures show 10-20)
@@ -20,7 +21,6 @@ DEVICE_PEERS = 8         # destinations drawn per device timeline (the rest are 
 GRAPH_EDGES = 300        # internal links drawn besides those of flagged devices
 MAX_POINTS = 300         # time buckets in the flows-through-time figures
 BUCKETS_S = (60, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600, 86400)
-DNS_PORT = 53            # a protocol fact: DNS resolvers are found by it
 
 
 def bucket_seconds(span_s: float) -> int:
@@ -123,26 +123,27 @@ def device_timeline(ctx, inside: list[str], outside: list[str], alerts: list, bu
     import pandas as pd
     import pyarrow as pa
 
-    parts, services = [], []
+    parts = []
     for ips, table in ((inside, ctx.flows), (outside, ctx.inbound)):
         if not ips or table is None:
             continue
         keys = ctx.engine.from_arrow(pa.table({"k_ip": ips}))
         t = table.join(keys, table.src_ip == keys.k_ip)
         epoch = t.ts.epoch_seconds()
-        parts.append(t.group_by(ip=t.src_ip, peer=t.dst_ip, bucket=(epoch // bucket_s) * bucket_s).aggregate(
+        parts.append(t.group_by(ip=t.src_ip, peer=t.dst_ip, proto=t.proto, port=t.port,
+                                bucket=(epoch // bucket_s) * bucket_s).aggregate(
             flows=t.count(), up_bytes=t.up_bytes.sum().fill_null(0),
             down_bytes=t.down_bytes.sum().fill_null(0)).to_pandas())
-        services.append(t.group_by(ip=t.src_ip, peer=t.dst_ip).aggregate(
-            ports=t.port.nunique(), proto=t.proto.min(), port=t.port.min()).to_pandas())
     if not parts:
         return None
     df = pd.concat(parts, ignore_index=True)
-    sv = pd.concat(services, ignore_index=True)
+    # One row per peer: its service when it has one, else how many ports (a scan).
+    sv = df.groupby(["ip", "peer"], as_index=False).agg(ports=("port", "nunique"), proto=("proto", "first"),
+                                                       port=("port", "first"))
     sv["channel"] = sv.peer + " " + sv.proto.astype(str) + "/" + sv.port.astype("Int64").astype(str)
     many = sv.ports > 1
     sv.loc[many, "channel"] = sv.peer[many] + " (" + sv.ports[many].astype(str) + " ports)"
-    df = df.merge(sv[["ip", "peer", "channel"]], on=["ip", "peer"])
+    df = df.drop(columns=["proto", "port"]).merge(sv[["ip", "peer", "channel"]], on=["ip", "peer"])
     named = {(a.source_ip, a.destination_ip) for a in alerts if a.destination_ip}
     rank = df.groupby(["ip", "channel", "peer"], as_index=False).flows.sum()
     rank["named"] = [(i, p) in named for i, p in zip(rank.ip, rank.peer)]
