@@ -3,6 +3,7 @@ function; all errors a user can fix are printed as one line with exit status 2."
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -32,6 +33,19 @@ app = typer.Typer(
 # --- shared options -----------------------------------------------------------------------
 
 EngineOpt = typer.Option("duckdb", "--engine", help="Execution engine: duckdb (in process) or spark (Ibis PySpark backend).")
+
+
+def _spark_master(url: Optional[str]) -> Optional[str]:
+    # The engine reads the master from the environment, so the option and the variable are one setting.
+    if url:
+        os.environ["FLOWSIEM_SPARK_MASTER"] = url
+    return url
+
+
+SparkMasterOpt = typer.Option(
+    None, "--spark-master", envvar="FLOWSIEM_SPARK_MASTER", callback=_spark_master, expose_value=False,
+    help="With --engine spark: the cluster to run on (spark://host:7077, yarn, k8s://..., local[4]). "
+         "Default: spark-submit's --master when launched by it, else local[*].")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress or diagnostics; results only.")
 FormatOpt = typer.Option("auto", "--format", "-f", help="Input format: auto, flows (seed parquet/CSV layout), zeek, nfdump.")
 TimeUnitOpt = typer.Option(
@@ -90,6 +104,7 @@ def profile(
     geoip_country: Optional[Path] = GeoCountryOpt,
     geoip_asn: Optional[Path] = GeoAsnOpt,
     engine: str = EngineOpt,
+    spark_master: Optional[str] = SparkMasterOpt,
     quiet: bool = QuietOpt,
 ):
     """Learn what normal looks like: internal servers, traffic classes, per-host baselines.
@@ -149,6 +164,7 @@ def detect(
     geoip_country: Optional[Path] = GeoCountryOpt,
     geoip_asn: Optional[Path] = GeoAsnOpt,
     engine: str = EngineOpt,
+    spark_master: Optional[str] = SparkMasterOpt,
     no_report: bool = NoReportOpt,
     quiet: bool = QuietOpt,
 ):
@@ -182,6 +198,7 @@ def run(
     geoip_country: Optional[Path] = GeoCountryOpt,
     geoip_asn: Optional[Path] = GeoAsnOpt,
     engine: str = EngineOpt,
+    spark_master: Optional[str] = SparkMasterOpt,
     no_report: bool = NoReportOpt,
     quiet: bool = QuietOpt,
 ):
@@ -218,6 +235,7 @@ def hunt(
     geoip_country: Optional[Path] = GeoCountryOpt,
     geoip_asn: Optional[Path] = GeoAsnOpt,
     engine: str = EngineOpt,
+    spark_master: Optional[str] = SparkMasterOpt,
     no_report: bool = NoReportOpt,
     quiet: bool = QuietOpt,
 ):
@@ -315,6 +333,7 @@ def explain(
     time_unit: str = TimeUnitOpt,
     date: Optional[str] = DateOpt,
     engine: str = EngineOpt,
+    spark_master: Optional[str] = SparkMasterOpt,
     quiet: bool = QuietOpt,
 ):
     """Everything about one device: its baseline vs today (volumes, peers, resolvers, hours) and its alerts."""
@@ -334,7 +353,7 @@ def explain(
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning user-fixable errors into one line and exit status 2."""
     try:
-        app(args=argv, standalone_mode=True)
+        app(args=argv, prog_name="flowsiem", standalone_mode=True)
     except FlowsiemError as exc:
         con_mod.err_console().print(f"[bold red]error:[/] {exc}", soft_wrap=True)
         sys.exit(exc.exit_code)
@@ -342,7 +361,6 @@ def main(argv: list[str] | None = None) -> None:
         con_mod.err_console().print("[yellow]interrupted[/]")
         sys.exit(130)
     except Exception as exc:  # a bug, not bad input: one line, the traceback kept in a file
-        import os
         import tempfile
         import traceback
 

@@ -22,6 +22,18 @@ class Engine:
         paths = [str(p) for p in paths]
         return self.con.read_parquet(paths if len(paths) > 1 else paths[0])
 
+    def materialize(self, expr):
+        """Compute a table once and keep it in the engine, for the many queries that follow.
+
+        DuckDB: a table in this run's scratch database file, which DuckDB stores compressed
+        (about 15 bytes a flow against ~150 in an in-memory table) and pages to disk under its
+        memory limit. Spark: a cached DataFrame behind a temporary view (Ibis's cache())."""
+        import ibis
+
+        if self.name != "duckdb":
+            return expr.cache()
+        return self.con.create_table(ibis.util.gen_name("kept"), expr)
+
     def from_arrow(self, arrow_table, name: str | None = None):
         """Register an in-memory Arrow table with the backend and return it as an Ibis table."""
         import ibis
@@ -43,14 +55,24 @@ def connect(name: str = "duckdb", *, threads: int | None = None, memory_limit: s
     if name == "duckdb":
         import ibis
 
-        con = ibis.duckdb.connect()
+        import atexit
+        import shutil
+        import tempfile
+
+        # A scratch database file (removed at exit) holds the tables a run materialises:
+        # compressed, and spilled rather than killed when the day is larger than memory.
+        base = os.environ.get("FLOWSIEM_TMP", os.path.join(tempfile.gettempdir(), "flowsiem-duckdb"))
+        os.makedirs(base, exist_ok=True)
+        scratch = tempfile.mkdtemp(prefix="run-", dir=base)
+        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+        con = ibis.duckdb.connect(os.path.join(scratch, "work.duckdb"))
         con.raw_sql("SET enable_progress_bar = false")  # we draw our own progress
         if threads:
             con.raw_sql(f"SET threads = {int(threads)}")
         if memory_limit:
             con.raw_sql(f"SET memory_limit = '{memory_limit}'")
         # Spill to disk instead of failing on large days.
-        con.raw_sql(f"SET temp_directory = '{os.environ.get('FLOWSIEM_TMP', '/tmp/flowsiem-duckdb')}'")
+        con.raw_sql(f"SET temp_directory = '{scratch}'")
         return Engine("duckdb", con)
     if name == "spark":
         try:
@@ -64,15 +86,62 @@ def connect(name: str = "duckdb", *, threads: int | None = None, memory_limit: s
 
         scratch = tempfile.mkdtemp(prefix="flowsiem-spark-")
         atexit.register(shutil.rmtree, scratch, ignore_errors=True)
-        master = os.environ.get("FLOWSIEM_SPARK_MASTER", "local[*]")
+        master = os.environ.get("FLOWSIEM_SPARK_MASTER")
+        builder = SparkSession.builder
+        # --spark-master / FLOWSIEM_SPARK_MASTER; unset, spark-submit's --master applies (its own
+        # default is local[*]), so the same command runs on a laptop and under spark-submit.
+        if master:
+            builder = builder.master(master)
         # Nothing persistent: flowsiem only makes temporary views, and the warehouse directory
         # Spark insists on goes to a scratch place, not the working directory.
-        session = (SparkSession.builder.master(master).appName("flowsiem")
+        builder = (builder.appName("flowsiem")
                    .config("spark.sql.session.timeZone", "UTC")
                    .config("spark.sql.execution.arrow.pyspark.enabled", "true")
                    .config("spark.sql.warehouse.dir", scratch)
-                   .config("spark.ui.showConsoleProgress", "false")  # flowsiem draws its own progress
-                   .getOrCreate())
+                   .config("spark.ui.showConsoleProgress", "false"))  # flowsiem draws its own progress
+        session = _start_spark(builder, master or "spark-submit's master (default local[*])")
         session.sparkContext.setLogLevel("ERROR")
         return Engine("spark", ibis.pyspark.connect(session))
     raise UsageError(f"unknown engine '{name}' (choose one of: {', '.join(ENGINES)})")
+
+
+def _start_spark(builder, master: str):
+    """Start (or join) the Spark session with the JVM's own log in a file, not on the user's terminal.
+
+    A JVM started here keeps that file as its stderr for its whole life, so Spark's start-up
+    banner and warnings never mix with flowsiem's output. If Spark cannot start (no Java, a
+    master that does not answer), the user gets one line: Spark's own reason and the log's path."""
+    import atexit
+    import sys
+    import tempfile
+
+    from .errors import FlowsiemError
+
+    fd, log = tempfile.mkstemp(prefix="flowsiem-spark-", suffix=".log")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(fd, 2)
+    try:
+        session = builder.getOrCreate()
+    except Exception as exc:  # py4j and pyspark raise many kinds; all mean "Spark did not start"
+        os.dup2(saved, 2)
+        reason = _spark_failure(log) or str(exc).splitlines()[0]
+        raise FlowsiemError(f"Spark did not start on {master}: {reason} (Spark's log: {log})") from None
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(fd)
+    atexit.register(lambda: os.path.exists(log) and os.remove(log))
+    return session
+
+
+def _spark_failure(log: str) -> str | None:
+    """The first ERROR line of Spark's log, without its timestamp and logger name."""
+    try:
+        with open(log, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if " ERROR " in line:
+                    return line.split(": ", 1)[-1].strip()
+    except OSError:
+        pass
+    return None

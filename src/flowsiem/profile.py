@@ -177,12 +177,10 @@ def build_profile(data, out: Path, servers=None, options: ProfileOptions | None 
     ip_info["internal"] = model.classify_ips(ip_info.ip.tolist())
     ip_table = engine.from_arrow(pa.Table.from_pandas(ip_info[["ip", "internal"]], preserve_index=False))
 
-    # The classified flow table stays a lazy expression: each aggregation below reads only the
-    # columns it needs from the columnar source (Parquet, or the Arrow table a text reader built).
-    # Materialising it instead was measured at the same speed and twice the memory
-    # (11.4 M flows: 9.5 s both ways, peak RSS 2.9 GiB cached vs 1.5 GiB lazy).
-    flows = with_traffic_class(raw, ip_table)
-    flows = flows.mutate(hour=flows.ts.hour().cast("int8"))
+    # Read and classify the day once, into the engine: every statistic below scans that table.
+    with stage("loading the baseline day into the engine"):
+        flows = with_traffic_class(raw, ip_table)
+        flows = engine.materialize(flows.mutate(hour=flows.ts.hour().cast("int8")))
 
     with stage("computing statistics"):
         profile, tables = _profile_flows(flows, model, ip_info, opts, bucket_s)
