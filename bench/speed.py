@@ -1,6 +1,7 @@
 """How fast is flowsiem next to the machine's floor and the seed's own code?
 
     python bench/speed.py [--scales 1 10 50] [--days DIR] [--engine duckdb] [--skip-seed] [--only WHAT,...]
+                          [--memory-limit 3GB]
 
 For each scale it generates the four files once (kept under --days, default bench/out/speed-days/,
 so later runs reuse them) and times, each in its own child process:
@@ -133,9 +134,16 @@ def main() -> None:
     ap.add_argument("--engine", default="duckdb")
     ap.add_argument("--skip-seed", action="store_true", help="do not time the seed's pandas code")
     ap.add_argument("--only", default=None, help="comma-separated subset: floor,run,run, no report,hunt,...")
+    ap.add_argument("--memory-limit", default=None, help="flowsiem's --memory-limit (e.g. 3GB; default DuckDB's)")
     a = ap.parse_args()
+    if a.memory_limit:
+        os.environ["FLOWSIEM_MEMORY_LIMIT"] = a.memory_limit  # the children inherit it
     only = {w.strip() for w in a.only.split(",")} if a.only else None
-    results: dict = {"help_s": round(help_time(), 3), "engine": a.engine, "scales": {}}
+    out = HERE / "out" / "speed.json"
+    results: dict = {"scales": {}}
+    if out.exists():  # one file across invocations (e.g. scale 50 run on its own)
+        results = json.loads(out.read_text())
+    results.update({"help_s": round(help_time(), 3), "engine": a.engine})
     print(f"flowsiem --help: {results['help_s']:.2f} s (best of 5)")
     for scale in a.scales:
         days = a.days / f"scale-{scale:g}"
@@ -149,9 +157,8 @@ def main() -> None:
                 secs, peak = timed(cmd)
                 rows[name] = {"s": round(secs, 2), "peak_rss_mib": round(peak / 2**20)}
                 print(f"  scale {scale:g} {name:<16} {secs:8.1f} s  {peak / 2**30:5.2f} GiB", flush=True)
-        results["scales"][f"{scale:g}"] = {"flows": counts, "rows": rows}
+        results["scales"][f"{scale:g}"] = {"flows": counts, "rows": rows, "memory_limit": a.memory_limit}
         print_table(scale, counts, rows)
-    out = HERE / "out" / "speed.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"JSON: {out}")

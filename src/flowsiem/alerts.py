@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from .atomic import open_replacing
 from .errors import UsageError
 
 # The four families and their exact ECS rule.category strings.
@@ -178,7 +179,7 @@ def _iso(ts) -> str | None:
 # --- outputs --------------------------------------------------------------------------------
 
 def write_jsonl(alerts: list[Alert], path: Path) -> None:
-    with open(path, "w") as fh:
+    with open_replacing(path, "w", encoding="utf-8") as fh:
         for a in alerts:
             fh.write(json.dumps(a.to_ecs(), default=str) + "\n")
 
@@ -211,7 +212,7 @@ def devices(alerts: list[Alert]) -> list[dict]:
 
 
 def write_devices_csv(rows: list[dict], path: Path) -> None:
-    with open(path, "w", newline="") as fh:
+    with open_replacing(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=list(DEVICE_COLUMNS))
         w.writeheader()
         w.writerows(rows)

@@ -42,6 +42,22 @@ def _spark_master(url: Optional[str]) -> Optional[str]:
     return url
 
 
+def _memory_limit(limit: Optional[str]) -> Optional[str]:
+    import re
+
+    if limit and not re.fullmatch(r"\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", limit, re.IGNORECASE):
+        raise typer.BadParameter(f"'{limit}' is not a size like 4GB or 500MiB")
+    if limit:
+        os.environ["FLOWSIEM_MEMORY_LIMIT"] = limit.strip()
+    return limit
+
+
+MemoryLimitOpt = typer.Option(
+    None, "--memory-limit", envvar="FLOWSIEM_MEMORY_LIMIT", callback=_memory_limit, expose_value=False,
+    help="Memory the DuckDB engine may use (4GB, 500MiB); beyond it, it spills to FLOWSIEM_TMP "
+         "(default: the system's temp directory). Default: DuckDB's, 80% of the machine's RAM.")
+
+
 SparkMasterOpt = typer.Option(
     None, "--spark-master", envvar="FLOWSIEM_SPARK_MASTER", callback=_spark_master, expose_value=False,
     help="With --engine spark: the cluster to run on (spark://host:7077, yarn, k8s://..., local[4]). "
@@ -55,6 +71,11 @@ TimeUnitOpt = typer.Option(
 DateOpt = typer.Option(None, "--date", help="Calendar day (YYYY-MM-DD) for day-relative timestamps; default 1970-01-01.")
 InternalOpt = typer.Option(None, "--internal", help="Internal networks as CIDR,CIDR,... (default: inferred from the clean day's sources).")
 GeoCountryOpt = typer.Option(None, "--geoip-country", help="A MaxMind GeoLite2/GeoIP2 Country (or City) .mmdb to use instead of the shipped data.")
+OnBadRowsOpt = typer.Option(
+    "error", "--on-bad-rows",
+    help="Rows with unreadable values or invalid addresses: 'error' stops with a one-line message "
+         "(file, column, rows, an example); 'skip' leaves them out, says how many and why, and keeps "
+         "them in OUT/rejected.parquet.")
 GeoAsnOpt = typer.Option(None, "--geoip-asn", help="A MaxMind GeoLite2 ASN .mmdb to use instead of the shipped data.")
 
 
@@ -98,6 +119,7 @@ def profile(
     bucket: str = typer.Option("10m", "--bucket", help="Width of the flows-through-time buckets, e.g. 5m, 1h."),
     top: int = typer.Option(15, "--top", help="How many rows the 'top' tables keep."),
     fmt: str = FormatOpt,
+    on_bad_rows: str = OnBadRowsOpt,
     time_unit: str = TimeUnitOpt,
     date: Optional[str] = DateOpt,
     internal: Optional[str] = InternalOpt,
@@ -105,6 +127,7 @@ def profile(
     geoip_asn: Optional[Path] = GeoAsnOpt,
     engine: str = EngineOpt,
     spark_master: Optional[str] = SparkMasterOpt,
+    memory_limit: Optional[str] = MemoryLimitOpt,
     quiet: bool = QuietOpt,
 ):
     """Learn what normal looks like: internal servers, traffic classes, per-host baselines.
@@ -117,7 +140,7 @@ def profile(
 
     opts = ProfileOptions(
         bucket=bucket, top=top, fmt=fmt, time_unit=time_unit, date=date, internal=internal,
-        geoip_country=geoip_country, geoip_asn=geoip_asn, engine=engine,
+        geoip_country=geoip_country, geoip_asn=geoip_asn, engine=engine, on_bad_rows=on_bad_rows,
     )
     result = build_profile(data, out, servers=servers, options=opts)
     print_summary(result, out)
@@ -131,12 +154,12 @@ NoReportOpt = typer.Option(False, "--no-report", help="Skip OUT/report.html (ale
 
 
 def _detect_options(fmt, time_unit, date, engine, rules, disable, geoip_country, geoip_asn,
-                    no_report=False, command="detect"):
+                    no_report=False, command="detect", on_bad_rows="error"):
     from .detect import DetectOptions
 
     return DetectOptions(fmt=fmt, time_unit=time_unit, date=date, engine=engine, rules_file=rules,
                          disable=list(disable or []), geoip_country=geoip_country, geoip_asn=geoip_asn,
-                         report=not no_report, command=command)
+                         report=not no_report, command=command, on_bad_rows=on_bad_rows)
 
 
 def _print_detect(result) -> None:
@@ -159,12 +182,14 @@ def detect(
     rules: Optional[Path] = RulesOpt,
     disable: Optional[list[str]] = DisableOpt,
     fmt: str = FormatOpt,
+    on_bad_rows: str = OnBadRowsOpt,
     time_unit: str = TimeUnitOpt,
     date: Optional[str] = DateOpt,
     geoip_country: Optional[Path] = GeoCountryOpt,
     geoip_asn: Optional[Path] = GeoAsnOpt,
     engine: str = EngineOpt,
     spark_master: Optional[str] = SparkMasterOpt,
+    memory_limit: Optional[str] = MemoryLimitOpt,
     no_report: bool = NoReportOpt,
     quiet: bool = QuietOpt,
 ):
@@ -178,7 +203,7 @@ def detect(
 
     result = run_detect(test, baseline, out, servers=servers,
                         options=_detect_options(fmt, time_unit, date, engine, rules, disable, geoip_country, geoip_asn,
-                                                 no_report))
+                                                 no_report, on_bad_rows=on_bad_rows))
     _print_detect(result)
 
 
@@ -193,12 +218,14 @@ def run(
     disable: Optional[list[str]] = DisableOpt,
     internal: Optional[str] = InternalOpt,
     fmt: str = FormatOpt,
+    on_bad_rows: str = OnBadRowsOpt,
     time_unit: str = TimeUnitOpt,
     date: Optional[str] = DateOpt,
     geoip_country: Optional[Path] = GeoCountryOpt,
     geoip_asn: Optional[Path] = GeoAsnOpt,
     engine: str = EngineOpt,
     spark_master: Optional[str] = SparkMasterOpt,
+    memory_limit: Optional[str] = MemoryLimitOpt,
     no_report: bool = NoReportOpt,
     quiet: bool = QuietOpt,
 ):
@@ -210,14 +237,15 @@ def run(
 
     load_rules(rules, list(disable or []))  # a bad rules file fails before any work
     popts = ProfileOptions(fmt=fmt, time_unit=time_unit, date=date, internal=internal,
-                           geoip_country=geoip_country, geoip_asn=geoip_asn, engine=engine)
+                           geoip_country=geoip_country, geoip_asn=geoip_asn, engine=engine,
+                           on_bad_rows=on_bad_rows)
     prof = build_profile(data, out / "profile", servers=servers_baseline, options=popts)
     p = prof.profile
     con_mod.info(f"baseline: {p['input']['rows']:,} flows, {p['hosts']['count']:,} hosts, "
                  f"{len(p['internal_servers'])} internal servers, networks {', '.join(p['internal_networks'])}")
     result = run_detect(test, out / "profile", out, servers=servers,
                         options=_detect_options(fmt, time_unit, date, engine, rules, disable, geoip_country, geoip_asn,
-                                                no_report, "run"))
+                                                no_report, "run", on_bad_rows))
     _print_detect(result)
 
 
@@ -230,12 +258,14 @@ def hunt(
     rules: Optional[Path] = RulesOpt,
     disable: Optional[list[str]] = DisableOpt,
     fmt: str = FormatOpt,
+    on_bad_rows: str = OnBadRowsOpt,
     time_unit: str = TimeUnitOpt,
     date: Optional[str] = DateOpt,
     geoip_country: Optional[Path] = GeoCountryOpt,
     geoip_asn: Optional[Path] = GeoAsnOpt,
     engine: str = EngineOpt,
     spark_master: Optional[str] = SparkMasterOpt,
+    memory_limit: Optional[str] = MemoryLimitOpt,
     no_report: bool = NoReportOpt,
     quiet: bool = QuietOpt,
 ):
@@ -249,7 +279,8 @@ def hunt(
     _setup(quiet)
     from .hunt import HuntOptions, hunt as run_hunt
 
-    d = _detect_options(fmt, time_unit, date, engine, rules, disable, geoip_country, geoip_asn, no_report, "hunt")
+    d = _detect_options(fmt, time_unit, date, engine, rules, disable, geoip_country, geoip_asn, no_report, "hunt",
+                        on_bad_rows)
     opts = HuntOptions(**{**d.__dict__, "internal": internal})
     _print_detect(run_hunt(data, out, servers=servers, options=opts))
 
@@ -330,10 +361,12 @@ def explain(
     rules: Optional[Path] = RulesOpt,
     disable: Optional[list[str]] = DisableOpt,
     fmt: str = FormatOpt,
+    on_bad_rows: str = OnBadRowsOpt,
     time_unit: str = TimeUnitOpt,
     date: Optional[str] = DateOpt,
     engine: str = EngineOpt,
     spark_master: Optional[str] = SparkMasterOpt,
+    memory_limit: Optional[str] = MemoryLimitOpt,
     quiet: bool = QuietOpt,
 ):
     """Everything about one device: its baseline vs today (volumes, peers, resolvers, hours) and its alerts."""
@@ -347,11 +380,28 @@ def explain(
     from .explain import explain as run_explain
 
     run_explain(ip, test, baseline, servers=servers,
-                options=_detect_options(fmt, time_unit, date, engine, rules, disable, None, None))
+                options=_detect_options(fmt, time_unit, date, engine, rules, disable, None, None,
+                                        on_bad_rows=on_bad_rows))
+
+
+def _terminated(signum, frame):
+    con_mod.err_console().print("[yellow]terminated[/]")
+    sys.exit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning user-fixable errors into one line and exit status 2."""
+    import signal
+
+    # A SIGTERM (cron's timeout, a pipeline stopping) exits through Python, so scratch space is
+    # removed; outputs are written atomically, so none is left half-written either way.
+    signal.signal(signal.SIGTERM, _terminated)
+    if not os.environ.get("FLOWSIEM_DEBUG"):
+        # Library warnings (pandas, pyarrow deprecations) are for developers, who see them with
+        # FLOWSIEM_DEBUG=1 and in the tests (warnings from flowsiem's own code fail pytest).
+        import warnings
+
+        warnings.simplefilter("ignore")
     try:
         app(args=argv, prog_name="flowsiem", standalone_mode=True)
     except FlowsiemError as exc:

@@ -35,6 +35,7 @@ class DetectOptions:
     examples: int = 3                 # example flows attached to each alert
     report: bool = True               # write OUT/report.html (and OUT/report_data/)
     command: str = "detect"           # which command ran, for the report
+    on_bad_rows: str = "error"        # or "skip": leave bad rows out, into OUT/rejected.parquet
 
 
 class DetectContext:
@@ -178,7 +179,8 @@ class DetectResult:
 def load_profile(baseline_dir: Path) -> dict:
     p = Path(baseline_dir) / "profile.json"
     if not p.exists():
-        raise InputError("no profile.json here: run `flowsiem profile` first (or pass its --out directory)",
+        raise InputError("no profile.json here: run `flowsiem profile` first (or pass its --out directory; "
+                         "a profile that was interrupted has none)",
                          file=str(baseline_dir))
     try:
         prof = json.loads(p.read_text())
@@ -211,11 +213,13 @@ def read_inputs(test, servers, opts: DetectOptions):
 
     engine = connect(opts.engine)
     with stage("reading the test day"):
-        read = read_flows(test, engine, fmt=opts.fmt, time_unit=opts.time_unit, date=opts.date)
+        read = read_flows(test, engine, fmt=opts.fmt, time_unit=opts.time_unit, date=opts.date,
+                          on_bad_rows=opts.on_bad_rows)
     _report_read(read)
     srv_read = None
     if servers:
-        srv_read = read_flows(servers, engine, fmt=opts.fmt, time_unit=opts.time_unit, date=opts.date)
+        srv_read = read_flows(servers, engine, fmt=opts.fmt, time_unit=opts.time_unit, date=opts.date,
+                              on_bad_rows=opts.on_bad_rows)
         _report_read(srv_read)
     return engine, read, srv_read
 
@@ -285,6 +289,13 @@ def run_rules(ctx: DetectContext, specs: dict) -> tuple[list, list[str]]:
     return alerts, ran
 
 
+def _opt_int(v):
+    """An integer, or None where the input had no value (NaN, None or NA, by the column's dtype)."""
+    import pandas as pd
+
+    return None if pd.isna(v) else int(v)
+
+
 def attach_examples(ctx: DetectContext, alerts: list, n: int) -> None:
     """A few flows behind each alert, fetched for all alerts in one query per source table."""
     import ibis
@@ -313,9 +324,8 @@ def attach_examples(ctx: DetectContext, alerts: list, n: int) -> None:
         by_key = {}
         for k, g in ex.groupby(["k_src", "k_dst", "k_port"]):
             by_key[k] = [{"ts": r.ts.isoformat(), "src_ip": r.src_ip, "dst_ip": r.dst_ip, "proto": r.proto,
-                          "port": None if r.port != r.port else int(r.port),
-                          "up_bytes": None if r.up_bytes != r.up_bytes else int(r.up_bytes),
-                          "down_bytes": None if r.down_bytes != r.down_bytes else int(r.down_bytes)}
+                          "port": _opt_int(r.port), "up_bytes": _opt_int(r.up_bytes),
+                          "down_bytes": _opt_int(r.down_bytes)}
                          for r in g.sort_values("ts").itertuples()]
         for a in group:
             a.examples = by_key.get((a.source_ip, a.destination_ip or "",
@@ -337,6 +347,7 @@ def detect(test, baseline_dir: Path, out: Path, servers=None, options: DetectOpt
 def finish(ctx: DetectContext, specs: dict, opts: DetectOptions, out: Path, t0: float) -> DetectResult:
     """Run the rules, attach example flows, write alerts.jsonl and devices.csv."""
     from .alerts import devices, write_devices_csv, write_jsonl
+    from .io.rejected import write_rejected
 
     alerts, ran = run_rules(ctx, specs)
     with stage("collecting example flows"):
@@ -344,6 +355,7 @@ def finish(ctx: DetectContext, specs: dict, opts: DetectOptions, out: Path, t0: 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(alerts, out / "alerts.jsonl")
+    write_rejected(ctx.read_info, out / "rejected.parquet")
     rows = devices(alerts)
     write_devices_csv(rows, out / "devices.csv")
     secs = time.perf_counter() - t0

@@ -25,9 +25,8 @@ class Engine:
     def materialize(self, expr):
         """Compute a table once and keep it in the engine, for the many queries that follow.
 
-        DuckDB: a table in this run's scratch database file, which DuckDB stores compressed
-        (about 15 bytes a flow against ~150 in an in-memory table) and pages to disk under its
-        memory limit. Spark: a cached DataFrame behind a temporary view (Ibis's cache())."""
+        DuckDB: a table in this run's compressed in-memory database, paged to the scratch
+        directory under the memory limit. Spark: a cached DataFrame behind a temporary view (Ibis's cache())."""
         import ibis
 
         if self.name != "duckdb":
@@ -48,29 +47,61 @@ class Engine:
         return self.con.table(name)
 
 
+def _scratch_dir() -> str:
+    """A new scratch directory for this process under FLOWSIEM_TMP (default: the system's temp).
+
+    Named after the process, so that the directories of runs that were killed (no exit handler
+    ran) are recognised and removed by the next run instead of filling the disk."""
+    import shutil
+    import tempfile
+
+    base = os.environ.get("FLOWSIEM_TMP", os.path.join(tempfile.gettempdir(), "flowsiem-duckdb"))
+    os.makedirs(base, exist_ok=True)
+    for entry in os.listdir(base):
+        parts = entry.split("-")
+        if len(parts) == 3 and parts[0] == "run" and parts[1].isdigit() and not _alive(int(parts[1])):
+            shutil.rmtree(os.path.join(base, entry), ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=base)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def connect(name: str = "duckdb", *, threads: int | None = None, memory_limit: str | None = None) -> Engine:
     from .errors import UsageError
 
     name = (name or "duckdb").lower()
     if name == "duckdb":
-        import ibis
-
         import atexit
         import shutil
-        import tempfile
 
-        # A scratch database file (removed at exit) holds the tables a run materialises:
-        # compressed, and spilled rather than killed when the day is larger than memory.
-        base = os.environ.get("FLOWSIEM_TMP", os.path.join(tempfile.gettempdir(), "flowsiem-duckdb"))
-        os.makedirs(base, exist_ok=True)
-        scratch = tempfile.mkdtemp(prefix="run-", dir=base)
+        import ibis
+
+        # The tables a run materialises live in a compressed in-memory database: as fast to fill
+        # as a plain in-memory one, and DuckDB evicts its blocks to the scratch directory (removed
+        # at exit) when the day is larger than the memory limit, instead of being killed.
+        # (A database file was measured 3x slower to fill: 32 s against 11 s for scale 10's 36 M flows.)
+        scratch = _scratch_dir()
         atexit.register(shutil.rmtree, scratch, ignore_errors=True)
-        con = ibis.duckdb.connect(os.path.join(scratch, "work.duckdb"))
+        con = ibis.duckdb.connect()
+        con.raw_sql("ATTACH ':memory:' AS work (COMPRESS)")
+        con.raw_sql("USE work")
         con.raw_sql("SET enable_progress_bar = false")  # we draw our own progress
         if threads:
             con.raw_sql(f"SET threads = {int(threads)}")
+        memory_limit = memory_limit or os.environ.get("FLOWSIEM_MEMORY_LIMIT")
         if memory_limit:
-            con.raw_sql(f"SET memory_limit = '{memory_limit}'")
+            try:
+                con.raw_sql(f"SET memory_limit = '{memory_limit}'")
+            except Exception as exc:  # duckdb's own parser has the last word on sizes
+                raise UsageError(f"--memory-limit '{memory_limit}': {str(exc).splitlines()[0]}") from None
         # Spill to disk instead of failing on large days.
         con.raw_sql(f"SET temp_directory = '{scratch}'")
         return Engine("duckdb", con)

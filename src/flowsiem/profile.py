@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
+from .atomic import replacing, write_text
 from .console import console, info, stage
 from .errors import UsageError
 from .network import (EXTERNAL_INTERNAL, INTERNAL_EXTERNAL, INTERNAL_INTERNAL, TRAFFIC_CLASSES,
@@ -50,6 +51,7 @@ class ProfileOptions:
     engine: str = "duckdb"
     min_clients: int = 3           # distinct internal clients that make a (dst, proto, port) a service
     quiet_hour_share: float = 0.25 # an hour is "quiet" when it has < this share of the busiest hour's flows
+    on_bad_rows: str = "error"     # or "skip": leave bad rows out, into OUT/rejected.parquet
 
 
 @dataclass
@@ -142,6 +144,7 @@ def build_profile(data, out: Path, servers=None, options: ProfileOptions | None 
     from .engine import connect
     from .enrich import GeoResolver
     from .io import read_flows
+    from .io.rejected import write_rejected
 
     opts = options or ProfileOptions()
     bucket_s = parse_bucket(opts.bucket)
@@ -153,7 +156,8 @@ def build_profile(data, out: Path, servers=None, options: ProfileOptions | None 
 
     engine = connect(opts.engine)
     with stage("reading flows"):
-        read = read_flows(data, engine, fmt=opts.fmt, time_unit=opts.time_unit, date=opts.date)
+        read = read_flows(data, engine, fmt=opts.fmt, time_unit=opts.time_unit, date=opts.date,
+                      on_bad_rows=opts.on_bad_rows)
     _report_read(read)
     raw = read.table
 
@@ -187,28 +191,43 @@ def build_profile(data, out: Path, servers=None, options: ProfileOptions | None 
     profile["input"] = _input_section(read, flows)
     profile["geoip"] = geo.source
 
+    srv_read = None
     if servers:
         with stage("profiling public-server clients"):
-            profile["public_servers"], tables["clients"], tables["client_hours"] = _profile_servers(
+            profile["public_servers"], tables["clients"], tables["client_hours"], srv_read = _profile_servers(
                 servers, engine, model, geo, opts, bucket_s)
     else:
         profile["public_servers"] = None
+    write_rejected({"baseline": read, "servers baseline": srv_read}, out / "rejected.parquet")
 
     tables["ip_info"] = ip_info[["ip", "internal", "country", "asn", "as_org", "private"]]
+    # The old profile.json goes first: until the new one is written, the directory is incomplete.
+    (out / "profile.json").unlink(missing_ok=True)
     written = {}
     for name, df in tables.items():
         if df is None:
             continue
         path = base / f"{name}.parquet"
         # Microsecond timestamps: Spark cannot read parquet's nanosecond ones.
-        df.reset_index(drop=True).to_parquet(path, index=False, coerce_timestamps="us", allow_truncated_timestamps=True)
+        with replacing(path) as tmp:
+            df.reset_index(drop=True).to_parquet(tmp, index=False, coerce_timestamps="us",
+                                                 allow_truncated_timestamps=True)
         written[name] = str(path.relative_to(out))
     profile["baseline_tables"] = written
     profile["seconds"] = round(time.perf_counter() - t0, 3)
     ordered = {"schema_version": PROFILE_SCHEMA_VERSION, "generated_by": f"flowsiem {__version__}"}
     ordered.update(profile)
-    (out / "profile.json").write_text(json.dumps(ordered, indent=1, default=_jsonable) + "\n")
+    # Written last: a baseline directory without profile.json is incomplete, and detect says so.
+    write_text(out / "profile.json", json.dumps(ordered, indent=1, default=_jsonable) + "\n")
     return ProfileResult(profile=ordered, out=out, tables=tables, seconds=ordered["seconds"])
+
+
+def _int0(s):
+    """Byte sums as int64 with missing as 0. pd.to_numeric first: a column whose bytes are all
+    null arrives as objects, and fillna on objects warns (pandas' silent downcasting)."""
+    import pandas as pd
+
+    return pd.to_numeric(s, errors="coerce").fillna(0).astype("int64")
 
 
 def _report_read(read) -> None:
@@ -253,7 +272,7 @@ def _profile_flows(flows, model, ip_info, opts: ProfileOptions, bucket_s: int):
         hours=flows.hour.nunique(),
     ).to_pandas()
     for c in ("up_bytes", "down_bytes"):
-        edges[c] = edges[c].fillna(0).astype("int64")
+        edges[c] = _int0(edges[c])
 
     describe = _describe(flows, "traffic_class")
 
@@ -270,7 +289,7 @@ def _profile_flows(flows, model, ip_info, opts: ProfileOptions, bucket_s: int):
         flows=hosts_f.count(), up_bytes=hosts_f.up_bytes.sum(), down_bytes=hosts_f.down_bytes.sum(),
     ).to_pandas()
     for c in ("up_bytes", "down_bytes"):
-        host_hours[c] = host_hours[c].fillna(0).astype("int64")
+        host_hours[c] = _int0(host_hours[c])
     host_sizes = hosts_f.group_by("src_ip").aggregate(
         up_p50=hosts_f.up_bytes.quantile(0.5),
         up_p90=hosts_f.up_bytes.quantile(0.9),
@@ -435,7 +454,7 @@ def _hosts_table(edges, host_hours, host_sizes, server_ips):
     hosts["last_hour"] = pd.Series([int(hours_idx[a].max()) if a.any() else -1 for a in active], index=hf.index)
     hosts = hosts.join(host_sizes.set_index("src_ip"))
     for c in ("external_peers", "internal_peers", "servers_used", "active_hours"):
-        hosts[c] = hosts[c].fillna(0).astype("int64")
+        hosts[c] = _int0(hosts[c])
     hosts = hosts.reset_index(names="ip")
     return hosts[list(HOST_COLUMNS)].sort_values("ip").reset_index(drop=True)
 
@@ -463,10 +482,12 @@ def _destinations_table(edges, geo):
 
 
 def _profile_servers(servers, engine, model, geo, opts: ProfileOptions, bucket_s: int):
-    """The population of external clients of the public servers (the servers file)."""
+    """The population of external clients of the public servers (the servers file):
+    (profile section, clients table, client-hours table, the file's ReadResult)."""
     from .io import read_flows
 
-    read = read_flows(servers, engine, fmt=opts.fmt, time_unit=opts.time_unit, date=opts.date)
+    read = read_flows(servers, engine, fmt=opts.fmt, time_unit=opts.time_unit, date=opts.date,
+                      on_bad_rows=opts.on_bad_rows)
     _report_read(read)
     t = read.table
     t = t.mutate(hour=t.ts.hour().cast("int8"))
@@ -533,7 +554,7 @@ def _profile_servers(servers, engine, model, geo, opts: ProfileOptions, bucket_s
         },
     }
     return (section, clients.sort_values("flows", ascending=False).reset_index(drop=True),
-            client_hours.sort_values(["ip", "hour"]).reset_index(drop=True))
+            client_hours.sort_values(["ip", "hour"]).reset_index(drop=True), read)
 
 
 # --- terminal summary ----------------------------------------------------------------------

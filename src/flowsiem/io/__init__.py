@@ -42,6 +42,8 @@ class ReadResult:
     time_unit: str | None              # unit of the timestamp column (None: it was a timestamp already)
     time_unit_guessed: bool            # True when time_unit was "auto"
     notes: list[str] = field(default_factory=list)
+    rejected: object = None            # on_bad_rows="skip": skipped rows (text) with a reason column
+    rejected_rows: int = 0
 
 
 def _normalize_fmt(fmt: str | None) -> str:
@@ -61,13 +63,20 @@ def _names(paths, limit=5) -> str:
     return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
 
 
-def read_flows(source, engine, fmt: str = "auto", time_unit: str = "auto", date=None) -> ReadResult:
+def read_flows(source, engine, fmt: str = "auto", time_unit: str = "auto", date=None,
+               on_bad_rows: str = "error") -> ReadResult:
     """Read flow records from `source` (file, glob, directory or a list of them) into `engine`.
 
     Returns a ReadResult whose `table` has the canonical schema (flowsiem.schema). Raises
-    InputError for unreadable or invalid input and UsageError for bad option values.
+    InputError for unreadable or invalid input and UsageError for bad option values. Rows with
+    a problem (unreadable values, invalid addresses) are an InputError, or with on_bad_rows="skip"
+    are left out and returned in `rejected`.
     """
     from . import sniff
+    from .canonical import ON_BAD_ROWS
+
+    if on_bad_rows not in ON_BAD_ROWS:
+        raise UsageError(f"--on-bad-rows '{on_bad_rows}': choose one of {', '.join(ON_BAD_ROWS)}")
 
     fmt_req = _normalize_fmt(fmt)
     unit_req = normalize_time_unit(time_unit)
@@ -155,7 +164,7 @@ def read_flows(source, engine, fmt: str = "auto", time_unit: str = "auto", date=
                                 f"written?); read the complete part")
         from .canonical import finish
 
-        done = finish(raw, unit_req, date)
+        done = finish(raw, unit_req, date, on_bad_rows)
     except FlowsiemError:
         raise
     except Exception as exc:  # a library error on a bad file must not surface as a traceback
@@ -168,7 +177,7 @@ def read_flows(source, engine, fmt: str = "auto", time_unit: str = "auto", date=
     fmt_name = "+".join(fmts)
     return ReadResult(table=done.table, files=order, fmt=fmt_name, time_unit=done.time_unit,
                       time_unit_guessed=unit_req == "auto" and done.time_unit is not None,
-                      notes=notes + done.notes)
+                      notes=notes + done.notes, rejected=done.rejected, rejected_rows=done.rejected_rows)
 
 
 def _read(order, resolved, fmts, engine, data_of):

@@ -90,6 +90,8 @@ class Finished:
     time_unit: str | None
     rows: int
     notes: list[str]
+    rejected: object = None    # with on_bad_rows="skip": the skipped raw rows (as text) and why
+    rejected_rows: int = 0
 
 
 # --- type handling ----------------------------------------------------------------------------
@@ -330,8 +332,12 @@ def _check_range_per_file(raw, lo, hi, unit, date, col):
         raise exc
 
 
-def finish(raw: RawInput, time_unit: str, date) -> Finished:
-    """Convert and validate (see the module docstring)."""
+ON_BAD_ROWS = ("error", "skip")
+
+
+def finish(raw: RawInput, time_unit: str, date, on_bad_rows: str = "error") -> Finished:
+    """Convert and validate (see the module docstring). With on_bad_rows="skip", rows with a
+    problem are set aside (Finished.rejected) instead of stopping the run."""
     day = tu.parse_date(date)
     unit = _resolve_unit(raw, time_unit, day)
     plan = _Plan(raw.ts_kind, unit, day)
@@ -341,10 +347,21 @@ def finish(raw: RawInput, time_unit: str, date) -> Finished:
     counts = plan.counts(t)
     if counts["rows"] == 0:
         raise InputError("no flow records", file=", ".join(str(f) for f in raw.files) or None)
-    for key, col, message in _PROBLEMS:
-        if counts[key]:
-            _raise_problem(raw, plan, key, col, message, counts[key], unit)
-    _check_addresses(raw)
+    rejected, n_rejected = None, 0
+    if on_bad_rows == "skip":
+        t, rejected, n_rejected, what = _set_aside(raw, plan, counts)
+        if n_rejected:
+            counts = plan.counts(t)
+            notes.append(f"skipped {n_rejected:,} row{'s' if n_rejected != 1 else ''} of "
+                         f"{counts['rows'] + n_rejected:,} ({what}); they are kept in rejected.parquet")
+            if counts["rows"] == 0:
+                raise InputError(f"no valid flow records: every row has a problem ({what})",
+                                 file=", ".join(str(f) for f in raw.files) or None)
+    else:
+        for key, col, message in _PROBLEMS:
+            if counts[key]:
+                _raise_problem(raw, plan, key, col, message, counts[key], unit)
+        _check_addresses(raw)
 
     if raw.ts_kind == "timestamp" and time_unit not in ("auto", "iso"):
         notes.append(f"--time-unit {time_unit} ignored: the timestamp column already holds timestamps")
@@ -359,7 +376,43 @@ def finish(raw: RawInput, time_unit: str, date) -> Finished:
         verb = "have" if n != 1 else "has"
         notes.append(f"{n:,} row{'s' if n != 1 else ''} of {counts['rows']:,} {verb} no byte counts "
                      f"(up_bytes or down_bytes unknown)")
-    return Finished(table=plan.canonical(t), time_unit=unit, rows=counts["rows"], notes=notes)
+    return Finished(table=plan.canonical(t), time_unit=unit, rows=counts["rows"], notes=notes,
+                    rejected=rejected, rejected_rows=n_rejected)
+
+
+_REASONS = {"ts_missing": "timestamp missing", "ts_bad": "unreadable timestamp",
+            "up_bytes_bad": "byte count not a whole number", "down_bytes_bad": "byte count not a whole number",
+            "up_bytes_neg": "negative byte count", "down_bytes_neg": "negative byte count",
+            "port_bad": "port not in 0..65535", "src_port_bad": "port not in 0..65535",
+            "src_ip": "invalid source address", "dst_ip": "invalid destination address"}
+
+
+def _set_aside(raw: RawInput, plan: "_Plan", counts: dict):
+    """(the rows without problems, the others as text with a `reason` column, how many, a summary).
+
+    The reason is each row's first problem in the order errors are reported."""
+    import ibis
+
+    t = raw.table
+    _, checks = plan.columns(t)
+    conds = [(checks[key].fill_null(False), _REASONS[key]) for key, _, _ in _PROBLEMS if counts[key]]
+    values, has_null = _bad_addresses(t, limit=None)
+    for col in ("src_ip", "dst_ip"):
+        if values or has_null:
+            c = t[col].cast("string")
+            bad = c.isin(values) if values else ibis.literal(False)
+            conds.append(((bad | c.isnull()) if has_null else bad, _REASONS[col]))
+    if not conds:
+        return t, None, 0, ""
+    reason = ibis.cases(*conds, else_=ibis.null().cast("string"))
+    marked = t.mutate(reason=reason)
+    kept = marked.filter(marked.reason.isnull()).drop("reason")
+    gone = marked.filter(marked.reason.notnull())
+    by_reason = gone.group_by("reason").aggregate(n=gone.count()).to_pyarrow().to_pylist()
+    n = sum(r["n"] for r in by_reason)
+    what = "; ".join(f"{r['reason']}: {r['n']:,}" for r in sorted(by_reason, key=lambda r: -r["n"]))
+    rejected = gone.select(*[gone[c].cast("string").name(c) for c in RAW_COLUMNS], "reason")
+    return kept, rejected, n, what
 
 
 def _raise_problem(raw, plan, key, col, message, total, unit):
@@ -386,11 +439,10 @@ def _raise_problem(raw, plan, key, col, message, total, unit):
     raise InputError(msg, file=None if where is None else str(where), column=name, rows=n)
 
 
-def _check_addresses(raw: RawInput) -> None:
-    """Distinct src/dst addresses through IP_PATTERN; count affected rows only if some fail."""
+def _bad_addresses(t, limit: int | None) -> tuple[list[str], bool]:
+    """(up to `limit` distinct invalid addresses of src_ip/dst_ip, whether some are missing)."""
     import pyarrow.compute as pc
 
-    t = raw.table
     # Distinct per column first, then union: the engine deduplicates before anything else, and
     # the regex then runs on the distinct addresses only (in pyarrow, vectorised RE2).
     src = t.select(ip=t.src_ip.cast("string")).distinct()
@@ -399,10 +451,19 @@ def _check_addresses(raw: RawInput) -> None:
     ok = pc.match_substring_regex(ips, IP_PATTERN)
     bad_mask = pc.invert(pc.fill_null(ok, False))
     if not pc.any(bad_mask).as_py():
-        return
-    bad = pc.filter(ips, bad_mask).slice(0, _MAX_BAD_IPS).to_pylist()
+        return [], False
+    bad = pc.filter(ips, bad_mask)
+    bad = (bad if limit is None else bad.slice(0, limit)).to_pylist()
     values = [b for b in bad if b is not None]
-    has_null = len(values) != len(bad)
+    return values, len(values) != len(bad)
+
+
+def _check_addresses(raw: RawInput) -> None:
+    """Distinct src/dst addresses through IP_PATTERN; count affected rows only if some fail."""
+    t = raw.table
+    values, has_null = _bad_addresses(t, limit=_MAX_BAD_IPS)
+    if not values and not has_null:
+        return
 
     def cond(tab, col):
         c = tab[col].cast("string")

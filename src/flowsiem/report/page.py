@@ -13,6 +13,7 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..atomic import write_text
 from ..errors import InputError
 from ..fmt import fmt_bytes
 from . import DATA_DIR, REPORT_FILE
@@ -27,9 +28,7 @@ def build(out: Path, png_dir: Path | None = None) -> Path:
     ctx = _page_context(out, _load(out))
     html_text = _render(ctx)
     path = out / REPORT_FILE
-    tmp = path.with_suffix(".html.partial")
-    tmp.write_text(html_text, encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, html_text)
     if png_dir is not None:
         from .png import write_pngs
 

@@ -134,14 +134,46 @@ def poisson_dispersion_p(dispersion: float | None, gaps: int) -> float:
     if dispersion is None or dispersion != dispersion or gaps < 2:
         return 1.0
     k = max(g for g in _NULL_GRID if g <= gaps)
-    sims = _NULL.get(k)
-    if sims is None:
-        rng = np.random.default_rng(1000 + k)
-        x = rng.exponential(1.0, (_NULL_SIMS, k))
-        med = np.median(x, axis=1)
-        sims = np.sort(np.median(np.abs(x - med[:, None]), axis=1) / med)
-        _NULL[k] = sims
+    sims = _null_sims(k)
     return float((np.searchsorted(sims, dispersion, side="right") + 1) / (len(sims) + 1))
+
+
+def _simulate_null(k: int):
+    import numpy as np
+
+    rng = np.random.default_rng(1000 + k)
+    x = rng.exponential(1.0, (_NULL_SIMS, k))
+    med = np.median(x, axis=1)
+    return np.sort(np.median(np.abs(x - med[:, None]), axis=1) / med)
+
+
+def _null_sims(k: int):
+    """The sorted simulated dispersions for k gaps. The whole grid takes ~3 s to simulate, so it
+    is kept in the user's cache directory (the same seeded numbers, computed once per machine);
+    where that is not writable, each size is simulated when first needed."""
+    import os
+
+    import numpy as np
+
+    if not _NULL:
+        cache = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+                             "flowsiem", f"beacon-null-{_NULL_SIMS}-{len(_NULL_GRID)}-v1.npz")
+        try:
+            with np.load(cache) as z:
+                _NULL.update({int(name[1:]): z[name] for name in z.files})
+        except (OSError, ValueError, KeyError):
+            try:
+                from ..atomic import replacing
+
+                os.makedirs(os.path.dirname(cache), exist_ok=True)
+                _NULL.update({g: _simulate_null(g) for g in _NULL_GRID})
+                with replacing(cache) as tmp, open(tmp, "wb") as fh:
+                    np.savez(fh, **{f"k{g}": v for g, v in _NULL.items()})
+            except OSError:
+                pass
+    if k not in _NULL:
+        _NULL[k] = _simulate_null(k)
+    return _NULL[k]
 
 
 def gap_dispersion(gap_med, gap_mad) -> float | None:

@@ -493,11 +493,15 @@ def company_service_users(ctx, org, proto, port) -> tuple[frozenset, int]:
 def overlap_tail(k: int, n: int, users: int, hosts: int) -> float:
     """P(at least k of n hosts drawn at random among `hosts` are among `users` of them): how
     surprising it is that a group overlaps a known set of hosts this much (hypergeometric)."""
-    from scipy.stats import hypergeom
+    from math import comb
 
+    # Exact sum over the hypergeometric tail (host counts are small): scipy.stats would cost
+    # a second and a half of import for this one function.
+    n, users = min(n, hosts), min(users, hosts)
     if k <= 0 or hosts <= 0 or users <= 0:
         return 1.0
-    return float(hypergeom.sf(k - 1, hosts, users, min(n, hosts)))
+    tail = sum(comb(users, i) * comb(hosts - users, n - i) for i in range(k, min(n, users) + 1))
+    return min(1.0, tail / comb(hosts, n))
 
 
 def familiar_origins(ctx) -> dict:

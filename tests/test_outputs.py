@@ -1,0 +1,142 @@
+"""Outputs are whole or absent: atomic writes, and a run killed at any moment leaves no truncated file."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from conftest import NET, hosts
+from flowsiem.atomic import open_replacing, replacing
+
+OUTPUTS = ("alerts.jsonl", "devices.csv", "profile/profile.json")
+
+
+def test_replacing_keeps_the_old_file_when_the_writer_fails(tmp_path):
+    target = tmp_path / "devices.csv"
+    target.write_text("old complete content\n")
+    with pytest.raises(RuntimeError):
+        with open_replacing(target) as fh:
+            fh.write("half of the new")
+            raise RuntimeError("killed mid-write")
+    assert target.read_text() == "old complete content\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["devices.csv"]  # no temporary left behind
+
+
+def test_replacing_publishes_only_when_done(tmp_path):
+    target = tmp_path / "alerts.jsonl"
+    with replacing(target) as tmp:
+        tmp.write_text("{}\n")
+        assert not target.exists()  # readers never see the file being written
+        assert tmp.parent == target.parent  # same file system: the rename is atomic
+    assert target.read_text() == "{}\n"
+
+
+def _cli(*args):
+    return [sys.executable, "-m", "flowsiem.cli", *map(str, args)]
+
+
+def _contents(out):
+    """What a reader would take from each output: parsed, with the run's own timing left out."""
+    got = {}
+    for name in OUTPUTS:
+        p = out / name
+        if not p.exists():
+            continue
+        text = p.read_text()
+        if name.endswith(".jsonl"):
+            got[name] = sorted((json.loads(line)["rule"]["id"], json.loads(line)["source"]["ip"])
+                               for line in text.splitlines())
+        elif name.endswith(".csv"):
+            got[name] = [(r["ip"], r["severity"], r["rules"]) for r in csv.DictReader(text.splitlines())]
+        else:
+            prof = json.loads(text)
+            got[name] = {k: v for k, v in prof.items() if k != "seconds"}
+    return got
+
+
+def test_killed_run_leaves_old_or_complete_outputs(tmp_path):
+    days, out = tmp_path / "d", tmp_path / "out"
+    subprocess.run(_cli("generate", "--scenario", "obvious", "--seed", "5", "--scale", "0.02", "--out", days,
+                        "--quiet"), check=True)
+    cmd = _cli("run", days / "data.parquet", days / "test.parquet", "--servers", days / "servers.parquet",
+               "--out", out, "--no-report", "--quiet")
+    t0 = time.monotonic()
+    subprocess.run(cmd, check=True)
+    took = time.monotonic() - t0
+    complete = _contents(out)
+    assert set(complete) == set(OUTPUTS) and complete["devices.csv"], "the reference run must flag devices"
+
+    # Killed at several moments of a re-run over the complete outputs (fresh=False) or of a first
+    # run into an empty directory: each output is the complete one or absent, never cut short.
+    for sig, frac, fresh in [(signal.SIGKILL, 0.5, False), (signal.SIGKILL, 0.85, False),
+                             (signal.SIGKILL, 0.95, False), (signal.SIGKILL, 0.9, True),
+                             (signal.SIGTERM, 0.7, False), (signal.SIGTERM, 0.9, True)]:
+        if fresh:
+            for name in OUTPUTS:
+                (out / name).unlink(missing_ok=True)
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(took * frac)
+        p.send_signal(sig)
+        _, err = p.communicate(timeout=120)
+        got = _contents(out)
+        for name, value in got.items():
+            assert value == complete[name], (name, sig, frac, fresh)
+        if not fresh:
+            assert set(got) == set(OUTPUTS), (sig, frac)
+        if sig == signal.SIGTERM and p.returncode != 0:  # not already finished
+            assert p.returncode == 128 + signal.SIGTERM and b"Traceback" not in err, err
+    # Temporaries of killed writes are hidden files beside the outputs, never taken for results.
+    assert not [p for p in out.rglob("*.partial") if not p.name.startswith(".")]
+
+
+def test_scratch_of_killed_runs_is_removed_by_the_next(tmp_path, monkeypatch):
+    from flowsiem.engine import _scratch_dir
+
+    monkeypatch.setenv("FLOWSIEM_TMP", str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"run-{dead.pid}-abc123"
+    stale.mkdir()
+    (stale / "work.duckdb").write_bytes(b"x" * 10)
+    mine = _scratch_dir()
+    assert not stale.exists()
+    assert os.path.basename(mine).startswith(f"run-{os.getpid()}-")
+    assert _scratch_dir() != mine and os.path.isdir(mine)  # a live run's directory is kept
+
+
+def test_all_null_byte_columns_run_without_warnings_or_crash(office, detect_day):
+    # Some exporters leave byte counts empty; such a day must run (pytest turns any warning raised
+    # from flowsiem's code into an error), and its alerts' example flows show the bytes as unknown.
+    base, test = office(seed=4), office(seed=5)
+    for day in (base, test):
+        day["up_bytes"] = pd.array([None] * len(day), dtype="Int64")
+        day["down_bytes"] = pd.array([None] * len(day), dtype="Int64")
+    # a horizontal scan from one office host, so that an alert with example flows exists
+    scan = pd.DataFrame({"timestamp": range(4_000_000, 4_000_000 + 300), "src_ip": hosts(5)[4],
+                         "dst_ip": [f"{NET}.{100 + i % 150}" for i in range(300)], "proto": "tcp",
+                         "port": 445, "up_bytes": pd.array([None] * 300, dtype="Int64"),
+                         "down_bytes": pd.array([None] * 300, dtype="Int64")})
+    res = detect_day(base, pd.concat([test, scan], ignore_index=True))
+    examples = [e for a in res.alerts for e in a.examples]
+    assert examples and all(e["up_bytes"] is None for e in examples)
+
+
+def test_replaced_files_keep_usual_permissions(tmp_path):
+    new, old = tmp_path / "new.csv", tmp_path / "old.csv"
+    old.write_text("x\n")
+    os.chmod(old, 0o640)
+    for p in (new, old):
+        with open_replacing(p) as fh:
+            fh.write("y\n")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert new.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert old.stat().st_mode & 0o777 == 0o640
