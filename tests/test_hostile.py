@@ -126,6 +126,9 @@ def test_empty_directory_and_missing_file(tmp_path):
     (tmp_path / "empty").mkdir()
     _one_line_error(flowsiem("hunt", tmp_path / "empty", "--out", tmp_path / "o"), "directory has no files")
     _one_line_error(flowsiem("hunt", tmp_path / "nope.parquet", "--out", tmp_path / "o"), "no such file")
+    # A name with [brackets] is shown as it is, not taken for console markup.
+    (tmp_path / "[bold]day.csv").write_text("")
+    _one_line_error(flowsiem("hunt", tmp_path / "[bold]day.csv", "--out", tmp_path / "o"), "[bold]day.csv")
 
 
 def test_mixed_ipv4_ipv6_and_duplicates_are_fine(day, tmp_path):

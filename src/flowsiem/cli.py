@@ -405,7 +405,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="flowsiem", standalone_mode=True)
     except FlowsiemError as exc:
-        con_mod.err_console().print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        from rich.markup import escape
+
+        # Escaped: a file name or value with [brackets] is text, not console markup.
+        con_mod.err_console().print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         con_mod.err_console().print("[yellow]interrupted[/]")
@@ -419,8 +422,10 @@ def main(argv: list[str] | None = None) -> None:
         fd, path = tempfile.mkstemp(prefix="flowsiem-crash-", suffix=".txt")
         with os.fdopen(fd, "w") as fh:
             traceback.print_exc(file=fh)
+        from rich.markup import escape
+
         con_mod.err_console().print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (traceback in {path}; "
+            f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} (traceback in {path}; "
             "please report it)", soft_wrap=True)
         sys.exit(1)
 

@@ -157,7 +157,7 @@ def build_profile(data, out: Path, servers=None, options: ProfileOptions | None 
     engine = connect(opts.engine)
     with stage("reading flows"):
         read = read_flows(data, engine, fmt=opts.fmt, time_unit=opts.time_unit, date=opts.date,
-                      on_bad_rows=opts.on_bad_rows)
+                          on_bad_rows=opts.on_bad_rows)
     _report_read(read)
     raw = read.table
 
