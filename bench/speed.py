@@ -1,6 +1,6 @@
 """How fast is flowsiem next to the machine's floor and the seed's own code?
 
-    python bench/speed.py [--scales 1 10 50] [--days DIR] [--engine duckdb] [--skip-seed] [--only WHAT,...]
+    python bench/speed.py [--scales 1 10 50] [--days DIR] [--engine duckdb] [--skip-seed] [--only 'WHAT;WHAT']
                           [--memory-limit 3GB]
 
 For each scale it generates the four files once (kept under --days, default bench/out/speed-days/,
@@ -133,12 +133,13 @@ def main() -> None:
     ap.add_argument("--days", type=Path, default=HERE / "out" / "speed-days")
     ap.add_argument("--engine", default="duckdb")
     ap.add_argument("--skip-seed", action="store_true", help="do not time the seed's pandas code")
-    ap.add_argument("--only", default=None, help="comma-separated subset: floor,run,run, no report,hunt,...")
+    ap.add_argument("--only", default=None,
+                    help="semicolon-separated subset (names contain commas): 'run, no report;hunt, no report'")
     ap.add_argument("--memory-limit", default=None, help="flowsiem's --memory-limit (e.g. 3GB; default DuckDB's)")
     a = ap.parse_args()
     if a.memory_limit:
         os.environ["FLOWSIEM_MEMORY_LIMIT"] = a.memory_limit  # the children inherit it
-    only = {w.strip() for w in a.only.split(",")} if a.only else None
+    only = {w.strip() for w in a.only.split(";")} if a.only else None
     out = HERE / "out" / "speed.json"
     results: dict = {"scales": {}}
     if out.exists():  # one file across invocations (e.g. scale 50 run on its own)
