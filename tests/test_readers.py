@@ -142,6 +142,45 @@ def test_wrong_time_unit_is_refused_not_overflowed(engine, tmp_path):
     assert err.value.column == "timestamp" and "--time-unit" in str(err.value)
 
 
+@pytest.mark.parametrize("good, absurd, unit", [
+    (1_700_000_000, 1_700_000_000_000, "s"),         # one row in ms among epoch seconds
+    (1_430_000, 10_000_000_000_000, "centiseconds"),  # the seed's layout, one row from nowhere
+    (1_700_000_000_000, 1_700_000_000_000_000_000, "ms"),
+])
+def test_one_absurd_timestamp_does_not_change_the_unit(engine, tmp_path, good, absurd, unit):
+    # The extremes disagree, so the typical value decides the unit; the absurd row is a row-level
+    # problem named with its value (an error, or with --on-bad-rows skip a rejected row).
+    f = write_parquet(tmp_path / "t.parquet", 9, timestamp=[good + i for i in range(8)] + [absurd])
+    with pytest.raises(InputError) as err:
+        read_flows(f, engine)
+    assert (err.value.column, err.value.rows) == ("timestamp", 1)
+    assert f"as '{unit}'" in str(err.value) and repr(absurd) in str(err.value)
+    res = read_flows(f, engine, on_bad_rows="skip")
+    assert res.time_unit == unit and res.rejected_rows == 1
+    assert res.table.count().execute() == 8
+    assert res.rejected.to_pyarrow().column("ts").to_pylist() == [str(absurd)]
+
+
+def test_future_and_negative_timestamps_are_refused(engine, tmp_path):
+    now = dt.datetime.now(dt.timezone.utc).timestamp()
+    for bad in (now + 3 * 86_400, -5.0):
+        f = write_parquet(tmp_path / "f.parquet", 3, timestamp=[now - 3600, now - 60, bad])
+        with pytest.raises(InputError) as err:
+            read_flows(f, engine)
+        assert err.value.rows == 1 and "out of range" in str(err.value)
+    # clock skew of a few hours is not "the future"
+    f = write_parquet(tmp_path / "skew.parquet", 2, timestamp=[now - 60, now + 3 * 3600])
+    assert read_flows(f, engine).table.count().execute() == 2
+    # ISO text and a --date in the future, too
+    g = write_csv(tmp_path / "iso.csv", "timestamp,src_ip,dst_ip,proto,port,up_bytes,down_bytes", [
+        "2024-01-02T03:04:05Z,10.0.0.1,10.0.0.2,tcp,80,1,2", "2999-01-02T03:04:05Z,10.0.0.1,10.0.0.2,tcp,80,1,2"])
+    with pytest.raises(InputError, match="out of range"):
+        read_flows(g, engine)
+    h = write_parquet(tmp_path / "cs.parquet", 2)
+    with pytest.raises(UsageError, match="in the future"):
+        read_flows(h, engine, date="2999-01-01")
+
+
 def test_parquet_without_statistics_still_guesses(engine, tmp_path):
     t = pa.table({"timestamp": [1_700_000_000_000], "src_ip": ["10.0.0.1"], "dst_ip": ["10.0.0.2"],
                   "proto": ["tcp"], "port": [80], "up_bytes": [1], "down_bytes": [2]})
@@ -625,3 +664,61 @@ def test_read_is_lazy_for_parquet(engine, tmp_path):
     res = read_flows(f, engine)
     sql = str(engine.con.compile(res.table))
     assert "read_parquet" in sql.lower() or "lazy" in sql  # a view over the file, not a copy
+
+
+# --- reading in blocks ------------------------------------------------------------------------
+
+ZEEK_REAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "zeek"
+
+
+def _sorted_rows(res: ReadResult) -> list[tuple]:
+    t = res.table.to_pyarrow()
+    return sorted(tuple(str(v) for v in r.values()) for r in t.to_pylist())
+
+
+def _text_inputs(tmp_path: Path) -> list[Path]:
+    out = [FIX / n for n in ("flows.csv", "nfdump16.csv", "nfdump17.csv", "zeek_conn.json", "zeek_conn.log")]
+    out += sorted(p for p in ZEEK_REAL.glob("*/conn*") if p.stat().st_size < 400_000)
+    # gzip of one member, and two members (logs concatenated with cat)
+    data = (FIX / "zeek_conn.log").read_bytes()
+    (tmp_path / "one.log.gz").write_bytes(gzip.compress(data))
+    half = data.index(b"\n", len(data) // 2) + 1
+    (tmp_path / "two.log.gz").write_bytes(gzip.compress(data[:half]) + gzip.compress(data[half:]))
+    return out + [tmp_path / "one.log.gz", tmp_path / "two.log.gz"]
+
+
+def test_block_size_does_not_change_what_is_read(engine, tmp_path, monkeypatch):
+    # Text is parsed a block at a time so that memory does not grow with the file; the blocks
+    # end at line ends, a Zeek header block may sit in any of them, nfdump's Summary may
+    # start one. With a few dozen blocks per file (of a few hundred bytes for the small ones)
+    # such boundaries are crossed.
+    from flowsiem.io import sniff as sniff_mod
+
+    for path in _text_inputs(tmp_path):
+        whole = read_flows(path, engine)
+        monkeypatch.setattr(sniff_mod, "BLOCK_SIZE", max(257, path.stat().st_size // 30))
+        small = read_flows(path, engine)
+        monkeypatch.undo()
+        assert _sorted_rows(small) == _sorted_rows(whole), path
+        assert (small.time_unit, small.notes) == (whole.time_unit, whole.notes), path
+
+
+def test_text_blocks_end_at_line_ends_and_see_truncated_gzip(tmp_path):
+    from flowsiem.io.sniff import TextBlocks
+
+    data = b"".join(b"line %d with some text\n" % i for i in range(2000))
+    (tmp_path / "a.gz").write_bytes(gzip.compress(data)[:-300])  # cut short
+    blocks = TextBlocks(tmp_path / "a.gz", size=1000)
+    got = list(blocks)
+    assert blocks.truncated
+    assert all(b.endswith(b"\n") for b in got[:-1]) and len(got) > 10
+    assert data.startswith(b"".join(got))
+    (tmp_path / "b").write_bytes(data + b"no newline at the end")
+    assert b"".join(TextBlocks(tmp_path / "b", size=999)) == data + b"no newline at the end"
+
+
+def test_text_inputs_are_spooled_to_scratch_not_kept_in_memory(engine, tmp_path):
+    # DuckDB reads the parsed blocks from parquet files in the run's scratch directory.
+    res = read_flows(FIX / "zeek_conn.log", engine)
+    spooled = list(Path(engine.scratch).glob("spool-*/block-*.parquet"))
+    assert spooled and res.table.count().execute() > 0

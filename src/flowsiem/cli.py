@@ -384,7 +384,13 @@ def explain(
                                         on_bad_rows=on_bad_rows))
 
 
+_TERMINATED_BY: list[int] = []
+
+
 def _terminated(signum, frame):
+    # Recorded as well as raised: when the signal lands inside a DuckDB query, DuckDB turns the
+    # SystemExit into its own "Query interrupted" error, which must still exit as terminated.
+    _TERMINATED_BY.append(signum)
     con_mod.err_console().print("[yellow]terminated[/]")
     sys.exit(128 + signum)
 
@@ -405,6 +411,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="flowsiem", standalone_mode=True)
     except FlowsiemError as exc:
+        if _TERMINATED_BY:  # a reader's wrapped "Query interrupted"
+            sys.exit(128 + _TERMINATED_BY[0])
         from rich.markup import escape
 
         # Escaped: a file name or value with [brackets] is text, not console markup.
@@ -414,6 +422,8 @@ def main(argv: list[str] | None = None) -> None:
         con_mod.err_console().print("[yellow]interrupted[/]")
         sys.exit(130)
     except Exception as exc:  # a bug, not bad input: one line, the traceback kept in a file
+        if _TERMINATED_BY:
+            sys.exit(128 + _TERMINATED_BY[0])
         import tempfile
         import traceback
 

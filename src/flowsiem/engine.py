@@ -17,6 +17,7 @@ ENGINES = ("duckdb", "spark")
 class Engine:
     name: str
     con: object  # an ibis backend
+    scratch: str | None = None  # this run's scratch directory on this machine (DuckDB)
 
     def read_parquet(self, paths):
         paths = [str(p) for p in paths]
@@ -108,7 +109,7 @@ def connect(name: str = "duckdb", *, threads: int | None = None, memory_limit: s
                 raise UsageError(f"--memory-limit '{memory_limit}': {str(exc).splitlines()[0]}") from None
         # Spill to disk instead of failing on large days.
         con.raw_sql(f"SET temp_directory = '{scratch}'")
-        return Engine("duckdb", con)
+        return Engine("duckdb", con, scratch)
     if name == "spark":
         try:
             import ibis

@@ -149,16 +149,15 @@ def read_flows(source, engine, fmt: str = "auto", time_unit: str = "auto", date=
         raise InputError(f"is {resolved[b]} but {a} is {resolved[a]}; read different formats "
                          f"separately", file=str(b))
 
-    truncated: list[Path] = []
+    streams: list[sniff.TextBlocks] = []
 
-    def data_of(path: Path) -> bytes:
-        data, cut = sniff.read_bytes(path)
-        if cut:
-            truncated.append(path)
-        return data
+    def blocks_of(path: Path) -> sniff.TextBlocks:
+        streams.append(sniff.TextBlocks(path))
+        return streams[-1]
 
     try:
-        raw = _read(order, resolved, fmts, engine, data_of)
+        raw = _read(order, resolved, fmts, engine, blocks_of)
+        truncated = [s.path for s in streams if s.truncated]
         if truncated:
             raw.notes.insert(0, f"gzip stream ends early in {_names(truncated)} (still being "
                                 f"written?); read the complete part")
@@ -180,21 +179,21 @@ def read_flows(source, engine, fmt: str = "auto", time_unit: str = "auto", date=
                       notes=notes + done.notes, rejected=done.rejected, rejected_rows=done.rejected_rows)
 
 
-def _read(order, resolved, fmts, engine, data_of):
+def _read(order, resolved, fmts, engine, blocks_of):
     family = _family(fmts[0])
     if family == "zeek":
         from .zeek import read_zeek
 
-        return read_zeek(order, resolved, engine, data_of)
+        return read_zeek(order, resolved, engine, blocks_of)
     if family == "nfdump":
         from .nfdump import read_nfdump
 
-        return read_nfdump(order, engine, data_of)
+        return read_nfdump(order, engine, blocks_of)
     from . import flows
 
     if fmts == ["flows-parquet"]:
         return flows.read_parquet(order, engine)
-    return flows.read_csv(order, engine, data_of)
+    return flows.read_csv(order, engine, blocks_of)
 
 
 def _is_library_error(exc: Exception) -> bool:

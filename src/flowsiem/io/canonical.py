@@ -169,25 +169,34 @@ def _is_icmp(col):
 
 
 def _ts_value(col, kind: str, unit: str | None, date: _dt.date):
-    """(timestamp expression, condition 'present but unreadable')."""
+    """(timestamp expression, condition 'present but unreadable', condition 'out of range').
+
+    Out of range: a number below 0 (before the epoch, or before the day's midnight) or a time
+    in the future (tu.latest_plausible). Such values are left out of the conversion, so one
+    absurd value cannot overflow it."""
     import ibis
 
-    if kind in ("timestamp", "iso-parsed"):  # a native timestamp, or ISO text pyarrow parsed
-        return col.cast("timestamp"), None
-    if kind == "iso":
-        conv = tu.text_to_timestamp(col)
-        return conv, col.notnull() & conv.isnull()
+    if kind in ("timestamp", "iso-parsed", "iso"):  # a native timestamp, or ISO text
+        if kind == "iso":
+            conv = tu.text_to_timestamp(col)
+            bad = col.notnull() & conv.isnull()
+        else:
+            conv, bad = col.cast("timestamp"), None
+        return conv, bad, conv > ibis.timestamp(tu.latest_plausible())
+    is_int = kind in ("int", "text-int")
     if kind in ("text-int", "text-float"):
-        num = col.try_cast("int64" if kind == "text-int" else "float64")
-        return tu.numeric_to_timestamp(num, unit, date, is_integer=kind == "text-int"), \
-            col.notnull() & num.isnull()
-    if kind == "float":
+        num = col.try_cast("int64" if is_int else "float64")
+        bad = col.notnull() & num.isnull()
+    elif kind == "float":
         ok = ~col.isnan() & ~col.isinf()
         num = ibis.ifelse(ok, col, ibis.null())
-        conv = tu.numeric_to_timestamp(num, unit, date, is_integer=False)
-        return conv, col.notnull() & ~ok
-    conv = tu.numeric_to_timestamp(col, unit, date, is_integer=True)
-    return conv, None
+        bad = col.notnull() & ~ok
+    else:
+        num, bad = col, None
+    hi = tu.raw_upper_bound(unit, date)
+    in_range = (num >= 0) & (num <= (int(hi) if is_int else hi))
+    conv = tu.numeric_to_timestamp(ibis.ifelse(in_range, num, ibis.null()), unit, date, is_integer=is_int)
+    return conv, bad, num.notnull() & ~in_range
 
 
 class _Plan:
@@ -199,12 +208,12 @@ class _Plan:
     def columns(self, t):
         import ibis
 
-        ts, ts_bad = _ts_value(t.ts, self.kind, self.unit, self.date)
+        ts, ts_bad, ts_range = _ts_value(t.ts, self.kind, self.unit, self.date)
         proto = _proto(t.proto)
         is_icmp = _is_icmp(t.proto)
         out = {"ts": ts, "src_ip": t.src_ip.cast("string"), "dst_ip": t.dst_ip.cast("string"),
                "proto": proto}
-        checks = {"ts_missing": t.ts.isnull(), "ts_bad": ts_bad}
+        checks = {"ts_missing": t.ts.isnull(), "ts_bad": ts_bad, "ts_range": ts_range}
         for name in ("port", "src_port"):
             val, bad = _as_int(t[name])
             in_range = (val >= 0) & (val <= 65535)
@@ -261,6 +270,7 @@ class _Plan:
 _PROBLEMS = [
     ("ts_missing", "ts", "timestamp is missing"),
     ("ts_bad", "ts", "timestamps that cannot be read{unit}{example}"),
+    ("ts_range", "ts", "timestamps out of range{unit} (negative, or later than tomorrow){example}"),
     ("up_bytes_bad", "up_bytes", "byte counts that are not whole numbers{example}"),
     ("down_bytes_bad", "down_bytes", "byte counts that are not whole numbers{example}"),
     ("up_bytes_neg", "up_bytes", "negative byte counts{example}"),
@@ -306,9 +316,30 @@ def _resolve_unit(raw: RawInput, requested: str, date: _dt.date) -> str | None:
         unit = raw.default_unit
     else:
         unit = tu.guess_time_unit(lo, hi)
-    if lo is not None and hi is not None:
-        _check_range_per_file(raw, lo, hi, unit, date, col)
+    if lo is None or hi is None:
+        return unit
+    guessing = requested == "auto" and not raw.default_unit
+    # A few absurd values (a corrupt row, a sensor whose clock jumped) must not decide the unit
+    # of millions: when the extremes disagree, the typical value does. The absurd rows are then
+    # row-level problems ("out of range"), not the whole file's.
+    if (guessing and tu.guess_time_unit(lo, lo) != tu.guess_time_unit(hi, hi)) \
+            or not tu.fits(lo, hi, unit, date):
+        mid = _typical_ts(raw)
+        if guessing and mid is not None:
+            unit = tu.guess_time_unit(mid, mid)
+        if mid is None or not tu.fits(mid, mid, unit, date):
+            _check_range_per_file(raw, lo, hi, unit, date, col)
     return unit
+
+
+def _typical_ts(raw: RawInput) -> float | None:
+    """The (approximate) median of a numeric timestamp column: one aggregate on that column."""
+    t = raw.table
+    num = t.ts.try_cast("float64") if raw.ts_kind.startswith("text") else t.ts.cast("float64")
+    if raw.ts_kind == "float":
+        num = num.isnan().ifelse(None, num)
+    got = t.aggregate(mid=num.approx_median()).to_pyarrow().column("mid")[0].as_py()
+    return None if got is None else float(got)
 
 
 def _check_range_per_file(raw, lo, hi, unit, date, col):
@@ -381,6 +412,7 @@ def finish(raw: RawInput, time_unit: str, date, on_bad_rows: str = "error") -> F
 
 
 _REASONS = {"ts_missing": "timestamp missing", "ts_bad": "unreadable timestamp",
+            "ts_range": "timestamp out of range (negative or in the future)",
             "up_bytes_bad": "byte count not a whole number", "down_bytes_bad": "byte count not a whole number",
             "up_bytes_neg": "negative byte count", "down_bytes_neg": "negative byte count",
             "port_bad": "port not in 0..65535", "src_port_bad": "port not in 0..65535",

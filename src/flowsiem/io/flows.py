@@ -234,22 +234,25 @@ def _harmonise(parts):
 
 # --- CSV --------------------------------------------------------------------------------------
 
-def read_csv(files: list[Path], engine, data_of) -> RawInput:
-    """Seed-layout CSV files (header line required). `data_of(path)` gives the decompressed bytes."""
+def read_csv(files: list[Path], engine, blocks_of) -> RawInput:
+    """Seed-layout CSV files (header line required), read block by block (`blocks_of(path)`)."""
     import pyarrow as pa
 
-    parts, names, notes = [], [], []
-    for path in files:
-        data = data_of(path)
-        header, body = tables.split_header(data, path)
+    spool = tables.Spool(engine)
+    names, notes = [], []
+    for i, path in enumerate(files):
+        header, bodies = tables.header_and_bodies(blocks_of(path), path)
         found = match_columns(header, path)
         names.append(found)
         idx = {canon: header.index(actual) for canon, actual in found.items()}
         types = {"ts": None, "port": pa.int64(), "src_port": pa.int64(),
                  "up_bytes": pa.int64(), "down_bytes": pa.int64()}
-        tbl, torn = tables.read_delimited(body, path, ncols=len(header), wanted=idx,
-                                          delimiter=",", types=types)
+        torn = 0
+        for body in bodies:
+            tbl, bad = tables.read_delimited(body, path, ncols=len(header), wanted=idx,
+                                             delimiter=",", types=types)
+            torn += bad
+            spool.add(tbl, i)
         if torn:
             notes.append(tables.torn_note(torn, path))
-        parts.append(tbl)
-    return tables.raw_from_arrow(parts, files, names, engine, notes=notes)
+    return spool.finish(files, names, notes=notes)

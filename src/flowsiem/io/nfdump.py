@@ -36,21 +36,26 @@ ALIASES = {
 REQUIRED = ("ts", "src_ip", "dst_ip", "proto", "port")
 
 
-def _cut_summary(data: bytes) -> bytes:
-    """Drop nfdump's trailing `Summary` block (and anything after it)."""
-    if data.startswith(b"Summary"):
-        return b""
-    idx = data.find(b"\nSummary")
-    return data if idx == -1 else data[:idx + 1]
+def _until_summary(bodies):
+    """The blocks of text up to nfdump's trailing `Summary` block (which is not flows)."""
+    at_line_start = True
+    for data in bodies:
+        data = bytes(data)
+        idx = 0 if at_line_start and data.startswith(b"Summary") else data.find(b"\nSummary")
+        if idx != -1:
+            yield data[:idx + 1 if idx else 0]
+            return
+        at_line_start = data.endswith(b"\n")
+        yield data
 
 
-def read_nfdump(files: list[Path], engine, data_of):
+def read_nfdump(files: list[Path], engine, blocks_of):
     import pyarrow as pa
 
-    parts, names, notes = [], [], []
-    for path in files:
-        data = _cut_summary(data_of(path))
-        header, body = tables.split_header(data, path)
+    spool = tables.Spool(engine)
+    names, notes = [], []
+    for i, path in enumerate(files):
+        header, bodies = tables.header_and_bodies(_until_summary(blocks_of(path)), path)
         lower = [h.lower() for h in header]
         idx, found = {}, {}
         for canon, aliases in ALIASES.items():
@@ -69,14 +74,19 @@ def read_nfdump(files: list[Path], engine, data_of):
         types = {"ts": None, "port": pa.int64(), "src_port": pa.int64(),
                  "up_bytes": pa.int64(), "down_bytes": pa.int64(), "duration": pa.float64(),
                  "up_pkts": pa.int64(), "down_pkts": pa.int64()}
-        tbl, torn = tables.read_delimited(body, path, ncols=len(header), wanted=idx,
-                                          delimiter=",", types=types)
+        torn = 0
+        for body in bodies:
+            tbl, bad = tables.read_delimited(body, path, ncols=len(header), wanted=idx,
+                                             delimiter=",", types=types)
+            torn += bad
+            for canon in ("up_bytes", "down_bytes"):
+                if canon not in idx:
+                    zero = pa.repeat(pa.scalar(0, pa.int64()), tbl.num_rows)
+                    tbl = tbl.set_column(tbl.column_names.index(canon), canon, zero)
+            spool.add(tbl, i)
         if torn:
             notes.append(tables.torn_note(torn, path))
         for canon, label in (("up_bytes", "ibyt/inBytes"), ("down_bytes", "obyt/outBytes")):
             if canon not in idx:
-                zero = pa.repeat(pa.scalar(0, pa.int64()), tbl.num_rows)
-                tbl = tbl.set_column(tbl.column_names.index(canon), canon, zero)
                 notes.append(f"{path}: no {label} column; {canon} set to 0")
-        parts.append(tbl)
-    return tables.raw_from_arrow(parts, files, names, engine, notes=notes)
+    return spool.finish(files, names, notes=notes)

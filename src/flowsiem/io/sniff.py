@@ -132,15 +132,73 @@ def gunzip(data: bytes, path: Path | None = None) -> tuple[bytes, bool]:
     return b"".join(out), truncated
 
 
-def read_bytes(path: Path) -> tuple[bytes, bool]:
-    """The whole file, decompressed when it is gzip (by magic bytes). Returns (bytes, truncated)."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror or exc}", file=str(path)) from None
-    if data[:2] == GZIP_MAGIC:
-        return gunzip(data, path)
-    return data, False
+#: Size of the decompressed blocks text readers parse at a time: memory stays bounded by a few
+#: blocks whatever the file size (a block of conn.log is ~100 k lines).
+BLOCK_SIZE = 16 * 1024 * 1024
+
+
+class TextBlocks:
+    """A text file's (decompressed) content in blocks that end at a line end.
+
+    Iterate to get the blocks (bytes; each ends just after a newline, except maybe the last);
+    `truncated` is True afterwards when a gzip stream ended early (a log still being written:
+    we keep the complete part, as `gunzip` does)."""
+
+    def __init__(self, path: Path, size: int | None = None):
+        self.path, self.size, self.truncated = Path(path), size or BLOCK_SIZE, False
+
+    def __iter__(self):
+        carry = b""
+        for piece in self._pieces():
+            data = carry + piece if carry else piece
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                carry = data
+                continue
+            carry = data[cut:]
+            yield data[:cut]
+        if carry:
+            yield carry
+
+    def _pieces(self):
+        try:
+            with open(self.path, "rb") as fh:
+                if fh.read(2) != GZIP_MAGIC:
+                    fh.seek(0)
+                    while piece := fh.read(self.size):
+                        yield piece
+                    return
+                fh.seek(0)
+                yield from self._gunzip(fh)
+        except OSError as exc:
+            raise InputError(f"cannot read: {exc.strerror or exc}", file=str(self.path)) from None
+
+    def _gunzip(self, fh):
+        z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        produced = started = False  # started: the current member has had input
+        while True:
+            raw = fh.read(max(self.size // 4, 1))
+            if not raw:
+                self.truncated = self.truncated or (started and not z.eof)
+                return
+            while raw:
+                try:
+                    out = z.decompress(raw)
+                except zlib.error as exc:
+                    if produced:  # garbage after a complete member: keep what we have
+                        self.truncated = True
+                        return
+                    raise InputError(f"not a valid gzip file ({exc})", file=str(self.path)) from None
+                started = True
+                if out:
+                    produced = True
+                    yield out
+                if not z.eof:
+                    break  # this input is used up: read more
+                rest = z.unused_data  # the next member of a concatenated gzip, or padding
+                if rest and not rest.strip(b"\0"):
+                    return
+                z, started, raw = zlib.decompressobj(16 + zlib.MAX_WBITS), False, rest
 
 
 def read_head(path: Path, size: int = _HEAD) -> bytes:

@@ -5,8 +5,12 @@ Fast path: numeric columns are parsed as numbers (smaller, and cheap for the eng
 value does not convert, that file is parsed again as *text* and the conversion happens in the
 engine (canonical.py), where bad values are counted and named instead of aborting the parse.
 Lines with the wrong number of fields (torn lines from a log that was being written or copied)
-are skipped through pyarrow's `invalid_row_handler` and reported in the notes. Per-file tables
-are tagged with their file index, concatenated and registered with the engine (`from_arrow`).
+are skipped through pyarrow's `invalid_row_handler` and reported in the notes.
+
+Text is parsed a block at a time (sniff.TextBlocks) and each parsed block goes to a `Spool`,
+tagged with its file's index: with DuckDB the blocks are written to parquet files in the run's
+scratch directory and the engine reads them like any parquet input, so memory stays bounded by a
+few blocks whatever the size of the log.
 """
 
 from __future__ import annotations
@@ -31,21 +35,83 @@ def text_ts_info(arr):
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if isinstance(arr, pa.ChunkedArray) and arr.num_chunks == 0:
-        return "text-float", None, None
-    if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
         arr = pc.cast(arr, pa.string())
-    present = len(arr) - arr.null_count
-    if present == 0:
-        return "text-float", None, None
-    mask = pc.match_substring_regex(arr, _NUM_RE)
-    n_num = pc.sum(mask).as_py() or 0
-    if n_num == 0 or n_num * 2 < present:
-        return "iso", None, None
-    nums = pc.utf8_trim_whitespace(pc.filter(arr, mask))
-    is_int = bool(pc.all(pc.match_substring_regex(nums, _INT_RE)).as_py())
-    mm = pc.min_max(pc.cast(nums, pa.float64()))
-    return ("text-int" if is_int else "text-float"), mm["min"].as_py(), mm["max"].as_py()
+    stats = _TsStats()
+    stats.add(arr)
+    return stats.kind(pa.string())
+
+
+class _TsStats:
+    """What the time-unit guess needs of a timestamp column, accumulated block by block."""
+
+    def __init__(self):
+        self.present = self.numeric = 0
+        self.all_int = True
+        self.lo = self.hi = None
+
+    def _range(self, lo, hi):
+        if lo is not None:
+            self.lo = lo if self.lo is None else min(self.lo, lo)
+            self.hi = hi if self.hi is None else max(self.hi, hi)
+
+    def add(self, col):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        t = col.type
+        n = len(col) - col.null_count
+        if n == 0:
+            return
+        self.present += n
+        if pa.types.is_integer(t) or pa.types.is_floating(t):
+            self.numeric += n
+            self.all_int = self.all_int and pa.types.is_integer(t)
+            mm = pc.min_max(col)
+            self._range(mm["min"].as_py(), mm["max"].as_py())
+            return
+        if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+            return  # ISO text that pyarrow already parsed: present, not a number
+        mask = pc.match_substring_regex(col, _NUM_RE)
+        n_num = pc.sum(mask).as_py() or 0
+        if n_num == 0:
+            return
+        self.numeric += n_num
+        nums = pc.utf8_trim_whitespace(pc.filter(col, mask))
+        self.all_int = self.all_int and bool(pc.all(pc.match_substring_regex(nums, _INT_RE)).as_py())
+        mm = pc.min_max(pc.cast(nums, pa.float64()))
+        self._range(mm["min"].as_py(), mm["max"].as_py())
+
+    def kind(self, typ):
+        """(kind, min, max) for the column's type after the blocks are put together."""
+        import pyarrow as pa
+
+        if pa.types.is_integer(typ) or pa.types.is_floating(typ):
+            return ("int" if pa.types.is_integer(typ) else "float"), self.lo, self.hi
+        if pa.types.is_timestamp(typ) or pa.types.is_date(typ):
+            return "iso-parsed", None, None
+        if self.present == 0:
+            return "text-float", None, None
+        if self.numeric == 0 or self.numeric * 2 < self.present:
+            return "iso", None, None
+        return ("text-int" if self.all_int else "text-float"), self.lo, self.hi
+
+
+def header_and_bodies(blocks, path: Path):
+    """(column names of the first non-empty line, iterator over the text after it, block by block)."""
+    it = iter(blocks)
+    for block in it:
+        if not block.strip():
+            continue
+        header, rest = split_header(block, path)
+
+        def bodies():
+            if len(rest):
+                yield rest
+            yield from it
+
+        return header, bodies()
+    raise InputError("file is empty", file=str(path))
 
 
 def split_header(data: bytes, path: Path) -> tuple[list[str], memoryview]:
@@ -140,13 +206,13 @@ def torn_note(n: int, path: Path) -> str:
     return f"skipped {n:,} torn line{'s' if n != 1 else ''} in {path} (wrong number of fields)"
 
 
-def _unify(parts):
-    """One schema for all per-file tables: equal types stay, int+float -> float, else text."""
+def _unify(schemas):
+    """One schema for all blocks: equal types stay, int+float -> float, else text."""
     import pyarrow as pa
 
     schema = []
     for c in RAW_COLUMNS:
-        kinds = {p.schema.field(c).type for p in parts} - {pa.null()}
+        kinds = {s.field(c).type for s in schemas} - {pa.null()}
         if not kinds:
             typ = pa.string()
         elif len(kinds) == 1:
@@ -159,52 +225,85 @@ def _unify(parts):
     return pa.schema(schema)
 
 
-def concat(parts):
-    """Concatenate tables of RAW_COLUMNS whose types may differ (typed here, text there)."""
-    import pyarrow as pa
+class Spool:
+    """Parsed blocks of raw rows (RAW_COLUMNS) on their way to the engine, tagged with the index
+    of the file they come from.
 
-    if not parts:
-        return pa.table({c: pa.nulls(0, pa.null()) for c in RAW_COLUMNS})
-    schema = _unify(parts)
-    return pa.concat_tables([t.select(list(RAW_COLUMNS)).cast(schema) for t in parts])
+    With DuckDB each block is written at once to a parquet file in the run's scratch directory
+    (memory: one block), and the engine reads them lazily like any parquet input. Spark's
+    executors may not see this machine's disk, so for Spark the blocks stay in memory and are
+    handed over as one table."""
+
+    def __init__(self, engine):
+        import tempfile
+
+        self.engine = engine
+        scratch = getattr(engine, "scratch", None)
+        self.dir = tempfile.mkdtemp(prefix="spool-", dir=scratch) if scratch else None
+        self.blocks: list = []  # Arrow tables (in memory) or (path, schema) (on disk)
+        self.ts = _TsStats()
+
+    def add(self, tbl, file_index: int) -> None:
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if tbl.num_rows == 0:
+            return
+        tbl = tbl.select(list(RAW_COLUMNS))
+        tbl = tbl.append_column("_file", pa.array(np.full(tbl.num_rows, file_index, dtype=np.int32)))
+        self.ts.add(tbl.column("ts"))
+        if self.dir is None:
+            self.blocks.append(tbl)
+            return
+        path = f"{self.dir}/block-{len(self.blocks):06d}.parquet"
+        pq.write_table(tbl, path, compression="zstd")
+        self.blocks.append((path, tbl.schema))
+
+    def finish(self, files: list[Path], names: list[dict[str, str]], *,
+               notes: list[str] | None = None, default_unit: str | None = None) -> RawInput:
+        schemas = [b.schema if self.dir is None else b[1] for b in self.blocks]
+        schema = _unify(schemas)
+        kind, lo, hi = self.ts.kind(schema.field("ts").type)
+        if self.dir is None or not self.blocks:
+            table = self._in_memory(schema)
+        else:
+            table = self._on_disk(schema)
+
+        def per_file(i: int):
+            return table.filter(table["_file"] == i)
+
+        return RawInput(table=table, ts_kind=kind, files=list(files), per_file=per_file, names=names,
+                        ts_min=lo, ts_max=hi, default_unit=default_unit, notes=list(notes or []))
+
+    def _in_memory(self, schema):
+        import pyarrow as pa
+
+        full = pa.schema(list(schema) + [pa.field("_file", pa.int32())])
+        blocks = self.blocks if self.dir is None else []
+        combined = pa.concat_tables([b.cast(full) for b in blocks]) if blocks else full.empty_table()
+        self.blocks = []
+        return self.engine.from_arrow(combined)
+
+    def _on_disk(self, schema):
+        """Blocks of one layout are read together; layouts (a block parsed as text because of a bad
+        value, a column absent from one file) are cast to the common types and unioned."""
+        import ibis
+
+        groups: dict = {}
+        for path, block_schema in self.blocks:
+            groups.setdefault(block_schema, []).append(path)
+        parts = []
+        for block_schema, paths in groups.items():
+            t = self.engine.read_parquet(paths)
+            casts = {}
+            for f in schema:
+                want = ibis.dtype(f.type)
+                if block_schema.field(f.name).type != f.type:
+                    casts[f.name] = t[f.name].cast(want)
+            parts.append(t.mutate(**casts).select(*RAW_COLUMNS, "_file") if casts else t)
+        return parts[0] if len(parts) == 1 else ibis.union(*parts)
 
 
-def _ts_kind(col):
-    """(kind, min, max) of an Arrow timestamp column (see canonical.RawInput)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    t = col.type
-    if pa.types.is_integer(t) or pa.types.is_floating(t):
-        mm = pc.min_max(col)
-        return ("int" if pa.types.is_integer(t) else "float"), mm["min"].as_py(), mm["max"].as_py()
-    if pa.types.is_timestamp(t) or pa.types.is_date(t):
-        return "iso-parsed", None, None  # ISO text that pyarrow already parsed
-    return text_ts_info(col)
-
-
-def raw_from_arrow(parts, files: list[Path], names: list[dict[str, str]], engine, *,
-                   notes: list[str] | None = None, default_unit: str | None = None) -> RawInput:
-    """Concatenate per-file tables (tagged with their file index) and register them."""
-    import numpy as np
-    import pyarrow as pa
-
-    schema = _unify(parts)
-    tagged = []
-    for i, t in enumerate(parts):
-        t = t.select(list(RAW_COLUMNS)).cast(schema)
-        tagged.append(t.append_column("_file", pa.array(np.full(t.num_rows, i, dtype=np.int32))))
-    combined = pa.concat_tables(tagged)
-    kind, lo, hi = _ts_kind(combined.column("ts"))
-    table = engine.from_arrow(combined)
-    del combined, tagged
-
-    def per_file(i: int):
-        return table.filter(table["_file"] == i)
-
-    return RawInput(table=table, ts_kind=kind, files=list(files), per_file=per_file, names=names,
-                    ts_min=lo, ts_max=hi, default_unit=default_unit, notes=list(notes or []))
-
-
-__all__ = ["text_ts_info", "split_header", "read_delimited", "torn_note", "raw_from_arrow",
-           "concat"]
+__all__ = ["text_ts_info", "split_header", "header_and_bodies", "read_delimited", "torn_note",
+           "Spool", "concat"]

@@ -45,6 +45,22 @@ _MIN_YEAR, _MAX_YEAR = 1900, 2200
 
 _EPOCH = _dt.datetime(1970, 1, 1)
 
+# How far past the reader's clock a flow may be stamped: sensors with a skewed clock, and
+# exporters that print local time (up to UTC+14) run ahead of UTC by hours, not by days.
+FUTURE_SLACK = _dt.timedelta(days=1)
+
+
+def latest_plausible() -> _dt.datetime:
+    """The latest instant a flow record can carry (naive UTC, like the canonical timestamps)."""
+    return _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None) + FUTURE_SLACK
+
+
+def raw_upper_bound(unit: str, date: _dt.date) -> float:
+    """The largest raw value in `unit` that is not in the future (values below 0 are not times
+    of a flow either: before the epoch, or before the day's midnight)."""
+    base = _dt.datetime.combine(date, _dt.time()) if unit == "centiseconds" else _EPOCH
+    return (latest_plausible() - base) / _dt.timedelta(microseconds=1) / _US_PER_UNIT[unit]
+
 
 def normalize_time_unit(name: str | None) -> str:
     """Map a user-supplied unit name (case-insensitive, aliases allowed) to one of TIME_UNITS."""
@@ -64,9 +80,12 @@ def parse_date(date: str | _dt.date | None) -> _dt.date:
     if isinstance(date, _dt.date):
         return date
     try:
-        return _dt.date.fromisoformat(str(date).strip())
+        day = _dt.date.fromisoformat(str(date).strip())
     except ValueError:
         raise UsageError(f"--date must be YYYY-MM-DD, got '{date}'") from None
+    if day > latest_plausible().date():
+        raise UsageError(f"--date {day} is in the future")
+    return day
 
 
 def guess_time_unit(min_value, max_value) -> str:
@@ -115,6 +134,15 @@ def to_datetime(value: float, unit: str, date: _dt.date) -> _dt.datetime | None:
         return base + _dt.timedelta(microseconds=float(value) * _US_PER_UNIT[unit])
     except (OverflowError, ValueError):
         return None
+
+
+def fits(min_value, max_value, unit: str, date: _dt.date) -> bool:
+    """Whether `check_range` accepts these values."""
+    try:
+        check_range(min_value, max_value, unit, date)
+    except InputError:
+        return False
+    return True
 
 
 def check_range(min_value, max_value, unit: str, date: _dt.date, *, file=None, column=None) -> None:
