@@ -80,7 +80,7 @@ CASES = [
      ["badts.csv", "column 'timestamp', 1 row", "cannot be read", "'noon'"]),
     ("latin1.csv", dict(text="timestamp,src_ip,dst_ip,proto,port,up_bytes,down_bytes\n"
                              "1,10.0.0.1,10.0.0.2,t\xe9p,443,1,2\n".encode("latin-1")),
-     ["latin1.csv", "UTF8"]),
+     ["latin1.csv", "1 row", "not UTF-8 text", "t\\xe9p"]),
 ]
 
 

@@ -23,6 +23,8 @@ class InputError(FlowsiemError):
         if rows is not None:
             parts.append(f"{rows:,} row{'s' if rows != 1 else ''}")
         prefix = ": ".join([", ".join(parts)]) if parts else ""
+        # One line, whatever a library put in the message it is built from.
+        message = " ".join(str(message).split())
         super().__init__(f"{prefix}: {message}" if prefix else message)
 
 

@@ -157,6 +157,7 @@ def read_flows(source, engine, fmt: str = "auto", time_unit: str = "auto", date=
 
     try:
         raw = _read(order, resolved, fmts, engine, blocks_of)
+        raw.not_utf8 = [(s.path, s.not_utf8, s.not_utf8_example) for s in streams if s.not_utf8]
         truncated = [s.path for s in streams if s.truncated]
         if truncated:
             raw.notes.insert(0, f"gzip stream ends early in {_names(truncated)} (still being "

@@ -82,6 +82,7 @@ class RawInput:
     ts_max: float | None = None
     default_unit: str | None = None      # the format's own unit, used for "auto" (Zeek: "s")
     notes: list[str] = field(default_factory=list)
+    not_utf8: list = field(default_factory=list)  # (file, lines left out, an example) per text file
 
 
 @dataclass
@@ -374,6 +375,12 @@ def finish(raw: RawInput, time_unit: str, date, on_bad_rows: str = "error") -> F
     plan = _Plan(raw.ts_kind, unit, day)
     notes = list(raw.notes)
     t = raw.table
+    for path, n, example in raw.not_utf8:
+        what = f"line{'s' if n != 1 else ''} that {'are' if n != 1 else 'is'} not UTF-8 text"
+        if on_bad_rows != "skip":
+            raise InputError(f"{what} (e.g. '{example}'); --on-bad-rows skip leaves "
+                             f"{'them' if n != 1 else 'it'} out", file=str(path), rows=n)
+        notes.append(f"skipped {n:,} {what} in {path} (e.g. '{example}')")
 
     counts = plan.counts(t)
     if counts["rows"] == 0:

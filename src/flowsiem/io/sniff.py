@@ -146,6 +146,8 @@ class TextBlocks:
 
     def __init__(self, path: Path, size: int | None = None):
         self.path, self.size, self.truncated = Path(path), size or BLOCK_SIZE, False
+        self.not_utf8 = 0          # lines left out because they are not UTF-8 text
+        self.not_utf8_example: str | None = None
 
     def __iter__(self):
         carry = b""
@@ -156,9 +158,28 @@ class TextBlocks:
                 carry = data
                 continue
             carry = data[cut:]
-            yield data[:cut]
+            yield self._utf8(data[:cut])
         if carry:
-            yield carry
+            yield self._utf8(carry)
+
+    def _utf8(self, block: bytes) -> bytes:
+        """The block without its lines that are not UTF-8 (counted, one kept as an example): the
+        parsers would otherwise fail on the whole file, or on a torn line, print a traceback."""
+        try:
+            block.decode("utf-8")
+            return block
+        except UnicodeDecodeError:
+            pass
+        kept = []
+        for line in block.splitlines(keepends=True):
+            try:
+                line.decode("utf-8")
+                kept.append(line)
+            except UnicodeDecodeError:
+                self.not_utf8 += 1
+                if self.not_utf8_example is None:
+                    self.not_utf8_example = line.rstrip(b"\r\n").decode("utf-8", "backslashreplace")[:200]
+        return b"".join(kept)
 
     def _pieces(self):
         try:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import codecs
 import re
+import warnings
 from pathlib import Path
 
 from ..errors import InputError
@@ -69,8 +70,10 @@ class _Header:
         if text.startswith("#separator"):
             value = text[len("#separator"):].strip()
             try:
-                sep = codecs.decode(value, "unicode_escape") if value else "\t"
-            except UnicodeDecodeError:
+                with warnings.catch_warnings():  # an invalid escape ("\\q") warns, then passes
+                    warnings.simplefilter("error")
+                    sep = codecs.decode(value, "unicode_escape") if value else "\t"
+            except (UnicodeDecodeError, DeprecationWarning):
                 sep = value
             if len(sep) != 1:
                 raise InputError(f"unsupported #separator {value!r} (one character expected)",
