@@ -78,6 +78,10 @@ CASES = [
      ["badport.csv", "column 'port', 1 row", "0..65535", "70000"]),
     ("badts.csv", dict(change=_set("timestamp", "noon")),
      ["badts.csv", "column 'timestamp', 1 row", "cannot be read", "'noon'"]),
+    ("future.csv", dict(change=_set("timestamp", 10**13)),  # centiseconds: the year 5138
+     ["future.csv", "column 'timestamp', 1 row", "out of range as 'centiseconds'", "10000000000000"]),
+    ("negts.csv", dict(change=_set("timestamp", -500)),
+     ["negts.csv", "column 'timestamp', 1 row", "out of range", "-500"]),
     ("latin1.csv", dict(text="timestamp,src_ip,dst_ip,proto,port,up_bytes,down_bytes\n"
                              "1,10.0.0.1,10.0.0.2,t\xe9p,443,1,2\n".encode("latin-1")),
      ["latin1.csv", "1 row", "not UTF-8 text", "t\\xe9p"]),

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -162,3 +163,31 @@ def test_replaced_files_keep_usual_permissions(tmp_path):
     os.umask(umask)
     assert new.stat().st_mode & 0o777 == 0o666 & ~umask
     assert old.stat().st_mode & 0o777 == 0o640
+
+
+def test_no_network_access_at_run_time(tmp_path, monkeypatch):
+    # Everything a run needs ships with flowsiem (GeoIP data, DuckDB's parquet and json readers):
+    # with every socket refused, generate + run with the report + hunt on Zeek JSON still work.
+    import socket
+
+    from flowsiem import cli
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access at run time: {args[:2]}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    days, out = tmp_path / "d", tmp_path / "out"
+
+    def flowsiem(*args):
+        with pytest.raises(SystemExit) as exc:
+            cli.main([str(a) for a in args])
+        assert exc.value.code in (0, None), args
+
+    flowsiem("generate", "--scenario", "obvious", "--seed", "2", "--scale", "0.02", "--out", days, "--quiet")
+    flowsiem("run", days / "data.parquet", days / "test.parquet", "--servers", days / "servers.parquet",
+             "--out", out, "--quiet")
+    assert (out / "report.html").stat().st_size > 0 and (out / "devices.csv").read_text().count("\n") > 1
+    zeek_json = Path(__file__).resolve().parent / "fixtures" / "readers" / "zeek_conn.json"
+    flowsiem("hunt", zeek_json, "--out", tmp_path / "hunt", "--no-report", "--quiet")

@@ -100,6 +100,9 @@ def connect(name: str = "duckdb", *, threads: int | None = None, memory_limit: s
             con.raw_sql("ATTACH ':memory:' AS work (COMPRESS)")
             con.raw_sql("USE work")
         con.raw_sql("SET enable_progress_bar = false")  # we draw our own progress
+        # Offline: DuckDB would download an extension a query needs; flowsiem's are built in
+        # (parquet, json), and one the user installed (httpfs for s3://) still loads.
+        con.raw_sql("SET autoinstall_known_extensions = false")
         if threads:
             con.raw_sql(f"SET threads = {int(threads)}")
         if memory_limit:
