@@ -183,3 +183,15 @@ def test_bad_baseline_directories_and_rules(day, tmp_path):
     (tmp_path / "rules.yaml").write_text("rules: [unclosed\n  : x")
     _one_line_error(flowsiem("hunt", d / "good.parquet", "--out", tmp_path / "o", "--rules", tmp_path / "rules.yaml"),
                     "rules.yaml")
+
+
+def test_addresses_need_spark(tmp_path):
+    # hdfs://, s3a://, file:// ... are opened by Spark itself; DuckDB says what to do.
+    r = flowsiem("hunt", "s3a://bucket/flows/day.parquet", "--out", tmp_path / "o", "-q")
+    _one_line_error(r, "s3a://bucket/flows/day.parquet", "--engine spark")
+    from flowsiem.engine import connect
+    from flowsiem.errors import UsageError
+    from flowsiem.io import read_flows
+
+    with pytest.raises(UsageError, match="mix addresses"):
+        read_flows(["s3a://bucket/day.parquet", tmp_path / "local.parquet"], connect("duckdb"))

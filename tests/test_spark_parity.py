@@ -35,9 +35,14 @@ def days(tmp_path_factory):
 def runs(days, tmp_path_factory):
     """`flowsiem run` (profile + detect) of the day with every family, on each engine."""
     out = tmp_path_factory.mktemp("runs")
-    args = [days / "data.parquet", days / "test.parquet", "--servers", days / "servers.parquet",
-            "--servers-baseline", days / "servers_data.parquet", "--no-report", "-q"]
     for engine in ("duckdb", "spark"):
+        # Spark opens the test day and its servers' file at file:// addresses itself, as it would
+        # hdfs:// or s3a:// ones on a cluster (flows.read_remote_parquet); the clean day is a path.
+        test, servers = days / "test.parquet", days / "servers.parquet"
+        if engine == "spark":
+            test, servers = test.resolve().as_uri(), servers.resolve().as_uri()
+        args = [days / "data.parquet", test, "--servers", servers,
+                "--servers-baseline", days / "servers_data.parquet", "--no-report", "-q"]
         r = _cli("run", *args, "--out", out / engine, "--engine", engine, cwd=out)
         assert r.returncode == 0, r.stderr[-2000:]
     return out

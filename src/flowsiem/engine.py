@@ -8,9 +8,17 @@ flowsiem[spark]` and Java 17). Heavy modules are imported only here, on first us
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 ENGINES = ("duckdb", "spark")
+
+_ADDRESS = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_address(path: str) -> bool:
+    """A location the engine opens itself (hdfs://, s3a://, file:// ...), not a local path."""
+    return bool(_ADDRESS.match(str(path)))
 
 
 @dataclass
@@ -20,7 +28,15 @@ class Engine:
     scratch: str | None = None  # this run's scratch directory on this machine (DuckDB)
 
     def read_parquet(self, paths):
+        """Parquet files of this machine, or addresses the engine opens itself (Spark: hdfs://,
+        s3a://, file:// ...). On a Spark cluster the executors do not see this machine's disk, so
+        local files are read here and handed over (inputs at scale belong on the cluster's storage)."""
         paths = [str(p) for p in paths]
+        if self.name == "spark" and not all(is_address(p) for p in paths) \
+                and not self.con._session.sparkContext.master.startswith("local"):
+            import pyarrow.parquet as pq
+
+            return self.from_arrow(pq.ParquetDataset(paths).read())
         return self.con.read_parquet(paths if len(paths) > 1 else paths[0])
 
     def materialize(self, expr):

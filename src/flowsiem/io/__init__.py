@@ -14,6 +14,9 @@ midnight, placed on `date`), "s"/"ms"/"us"/"ns" since the epoch, or "iso" text. 
 format's own unit where it has one (Zeek: seconds) and otherwise `guess_time_unit` on the
 column's min/max; `ReadResult.time_unit_guessed` tells the CLI to print the guess.
 
+Addresses (hdfs://, s3a://, file:// ...) are parquet in the flows layout that Spark opens itself
+(`--engine spark`): flows.read_remote_parquet.
+
 Bad input raises `flowsiem.errors.InputError` naming the file, the column and the number of
 rows affected; lines that cannot be flows (torn lines, nfdump's summary) are skipped and
 reported in `ReadResult.notes`.
@@ -24,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..engine import is_address
 from ..errors import FlowsiemError, InputError, UsageError
 from .sniff import FAMILIES, FORMATS
 from .timeunits import TIME_UNITS, guess_time_unit, normalize_time_unit, parse_date
@@ -81,6 +85,10 @@ def read_flows(source, engine, fmt: str = "auto", time_unit: str = "auto", date=
     fmt_req = _normalize_fmt(fmt)
     unit_req = normalize_time_unit(time_unit)
     parse_date(date)  # fail on a bad --date before touching any file
+    items = [str(s) for s in (source if isinstance(source, (list, tuple)) else [source])]
+    remote = [s for s in items if is_address(s)]
+    if remote:
+        return _read_remote(remote, items, engine, fmt_req, unit_req, date, on_bad_rows)
     files, explicit = sniff.resolve_sources(source)
 
     resolved: dict[Path, str] = {}
@@ -170,14 +178,41 @@ def read_flows(source, engine, fmt: str = "auto", time_unit: str = "auto", date=
     except Exception as exc:  # a library error on a bad file must not surface as a traceback
         if not _is_library_error(exc):
             raise
-        first = str(order[0]) if len(order) == 1 else ", ".join(str(p) for p in order[:3])
-        msg = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"cannot read: {msg}", file=first) from exc
+        raise _cannot_read(exc, str(order[0]) if len(order) == 1 else ", ".join(str(p) for p in order[:3])) from exc
 
     fmt_name = "+".join(fmts)
     return ReadResult(table=done.table, files=order, fmt=fmt_name, time_unit=done.time_unit,
                       time_unit_guessed=unit_req == "auto" and done.time_unit is not None,
                       notes=notes + done.notes, rejected=done.rejected, rejected_rows=done.rejected_rows)
+
+
+def _read_remote(remote, items, engine, fmt_req, unit_req, date, on_bad_rows) -> ReadResult:
+    """Addresses such as hdfs://, s3a:// or file:// URLs: parquet in the flows layout, read by
+    Spark (a cluster's executors cannot see this machine's files; they can see its storage)."""
+    from . import flows
+    from .canonical import finish
+
+    if len(remote) != len(items):
+        local = next(s for s in items if s not in remote)
+        raise UsageError(f"inputs mix addresses ({remote[0]}) and local paths ({local}); give one kind")
+    if engine.name != "spark":
+        raise UsageError(f"{remote[0]}: addresses (hdfs://, s3a://, file://...) are read by Spark; "
+                         f"add --engine spark, or copy the data to a local path")
+    if fmt_req not in ("auto", "flows", "flows-parquet"):
+        raise UsageError(f"{remote[0]}: inputs at an address are read as parquet in the flows layout, "
+                         f"not {fmt_req}")
+    try:
+        raw = flows.read_remote_parquet(remote, engine)
+        done = finish(raw, unit_req, date, on_bad_rows)
+    except FlowsiemError:
+        raise
+    except Exception as exc:  # the engine's answer for a missing path, a denied bucket, ...
+        if not _is_library_error(exc):
+            raise
+        raise _cannot_read(exc, ", ".join(remote)) from exc
+    return ReadResult(table=done.table, files=list(remote), fmt="flows-parquet", time_unit=done.time_unit,
+                      time_unit_guessed=unit_req == "auto" and done.time_unit is not None,
+                      notes=done.notes, rejected=done.rejected, rejected_rows=done.rejected_rows)
 
 
 def _read(order, resolved, fmts, engine, blocks_of):
@@ -195,6 +230,11 @@ def _read(order, resolved, fmts, engine, blocks_of):
     if fmts == ["flows-parquet"]:
         return flows.read_parquet(order, engine)
     return flows.read_csv(order, engine, blocks_of)
+
+
+def _cannot_read(exc: Exception, where: str) -> InputError:
+    msg = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+    return InputError(f"cannot read: {msg}", file=where)
 
 
 def _is_library_error(exc: Exception) -> bool:

@@ -147,18 +147,7 @@ def read_parquet(files: list[Path], engine) -> RawInput:
     kind = _merge_kinds(kinds, files)
 
     def raw_of(view, found):
-        cols = {}
-        for canon in RAW_COLUMNS:
-            if canon in found:
-                cols[canon] = view[found[canon]]
-            else:
-                cols[canon] = ibis.null().cast("string" if canon == "conn_state" else "int64")
-        cols["ts"] = _cast_ts(cols["ts"], kind)
-        for c in ("port", "src_port", "up_bytes", "down_bytes", "up_pkts", "down_pkts"):
-            cols[c] = _widen(cols[c])
-        cols["proto"] = cols["proto"].cast("string") if not cols["proto"].type().is_integer() \
-            else cols["proto"].cast("int64")
-        return view.select(**cols)
+        return _raw_of(view, found, kind)
 
     parts = []
     for key, idxs in layouts.items():
@@ -180,6 +169,50 @@ def read_parquet(files: list[Path], engine) -> RawInput:
         lo, hi = got["lo"], got["hi"]
     return RawInput(table=table, ts_kind=kind, files=list(files), per_file=per_file,
                     names=names_per_file, ts_min=lo, ts_max=hi, notes=notes)
+
+
+def _raw_of(view, found: dict[str, str], kind: str):
+    """A parquet view with its columns renamed to the canonical names, types widened."""
+    import ibis
+
+    cols = {}
+    for canon in RAW_COLUMNS:
+        if canon in found:
+            cols[canon] = view[found[canon]]
+        else:
+            cols[canon] = ibis.null().cast("string" if canon == "conn_state" else "int64")
+    cols["ts"] = _cast_ts(cols["ts"], kind)
+    for c in ("port", "src_port", "up_bytes", "down_bytes", "up_pkts", "down_pkts"):
+        cols[c] = _widen(cols[c])
+    cols["proto"] = cols["proto"].cast("string") if not cols["proto"].type().is_integer() \
+        else cols["proto"].cast("int64")
+    return view.select(**cols)
+
+
+def read_remote_parquet(urls: list[str], engine) -> RawInput:
+    """Parquet at addresses only the engine can open (Spark: hdfs://, s3a://, file://, globs and
+    directories, through the user's Spark configuration). Nothing is read on this machine: the
+    columns come from the engine's schema, the time range from one aggregate."""
+    view = engine.read_parquet(urls)
+    found = match_columns(list(view.columns), urls[0] if len(urls) == 1 else ", ".join(urls))
+    t = view[found["ts"]].type()
+    if t.is_integer() or t.is_boolean():
+        kind = "int"
+    elif t.is_floating() or t.is_decimal():
+        kind = "float"
+    elif t.is_timestamp() or t.is_date():
+        kind = "timestamp"
+    else:  # numbers or dates stored as text: a sample decides, as for local files
+        sample = view.select(v=view[found["ts"]].cast("string")).limit(10_000).to_pyarrow().column("v")
+        kind = tables.text_ts_info(sample)[0]
+    table = _raw_of(view, found, kind)
+    lo = hi = None
+    if kind in ("int", "float") or kind.startswith("text-"):
+        num = table.ts.try_cast("float64") if kind.startswith("text-") else table.ts.cast("float64")
+        got = table.aggregate(lo=num.min(), hi=num.max()).to_pyarrow().to_pylist()[0]
+        lo, hi = got["lo"], got["hi"]
+    return RawInput(table=table, ts_kind=kind, files=list(urls), per_file=lambda i: table,
+                    names=[found] * len(urls), ts_min=lo, ts_max=hi)
 
 
 def _merge_kinds(kinds: list[str], files: list[Path]) -> str:

@@ -53,6 +53,7 @@ class Sniff:
 
 # --- sources ----------------------------------------------------------------------------------
 
+
 def resolve_sources(source) -> tuple[list[Path], set[Path]]:
     """Expand `source` into files. Returns (files in order, the subset named explicitly).
 
