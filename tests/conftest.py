@@ -75,6 +75,16 @@ def rows(timestamps, src, dst, proto="tcp", port=443, up=1000, down=1000) -> pd.
                          "down_bytes": np.broadcast_to(down, n).astype(np.int64)})
 
 
+def with_lookups(flows: pd.DataFrame, share: float = 0.5, seed: int = 5) -> pd.DataFrame:
+    """The flows with a DNS lookup to the company resolver one second before `share` of them
+    (software finding its server by name, the answer cached in between)."""
+    rng = np.random.default_rng(seed)
+    looked = flows[rng.random(len(flows)) < share]
+    dns = pd.concat([rows(g.timestamp - 100, src, DNS_SERVER, proto="udp", port=53, up=70, down=120)
+                     for src, g in looked.groupby("src_ip")] or [flows.iloc[:0]], ignore_index=True)
+    return pd.concat([flows, dns], ignore_index=True)
+
+
 @pytest.fixture
 def office():
     return make_office_day

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import HOUR, NET, PUBLIC_SERVER, hosts, make_clients_day, make_office_day, rows
+from conftest import HOUR, NET, PUBLIC_SERVER, hosts, make_clients_day, make_office_day, rows, with_lookups
 from test_hard_cases import _periodic, _random
 
 MINUTE = 6000  # centiseconds
@@ -78,9 +78,9 @@ def agents(tmp_path_factory):
     base = make_office_day(seed=1, n_hosts=100, flows_per_host=(100, 200))
     test = make_office_day(seed=2, n_hosts=100, flows_per_host=(100, 200))
 
-    def poll(hosts_, dst, seed):
-        return [rows(_periodic(300, 0, 24, seed=seed + i), s, dst, port=5938, up=400, down=300)
-                for i, s in enumerate(hosts_)]
+    def poll(hosts_, dst, seed):  # the agent resolves its vendor's name before some check-ins
+        return [with_lookups(rows(_periodic(300, 0, 24, seed=seed + i), s, dst, port=5938, up=400, down=300),
+                             share=0.3, seed=seed + i) for i, s in enumerate(hosts_)]
     base = pd.concat([base, *poll(TV_USERS, TV_YESTERDAY, 1)])
     test = pd.concat([test, *poll(TV_USERS, TV_TODAY, 50), *poll(TV_STRANGERS, TV_OTHER, 80),
                       *poll(NEWCOMERS, HETZNER_NEW, 90)])

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import DNS_SERVER, HOUR, NET, POPULAR, WEB_SERVER, hosts, rows
+from conftest import DNS_SERVER, HOUR, NET, POPULAR, WEB_SERVER, hosts, rows, with_lookups
 
 BOTNET_RULES = ("botnet.new_internal_peers", "botnet.coordinated_group", "botnet.common_beacon")
 C2 = "45.32.7.77"  # a VPS address no host used on the baseline day
@@ -277,7 +277,7 @@ def test_shared_timer_to_a_vendor_the_network_uses_is_a_notice(office, detect_da
     rng = np.random.default_rng(21)
     h = hosts()
     base, test = office(seed=1), office(seed=2)
-    agent = [_beacon(rng, src, "142.250.180.77", period_s=900) for src in (h[3], h[7], h[11], h[19])]
+    agent = [with_lookups(_beacon(rng, src, "142.250.180.77", period_s=900)) for src in (h[3], h[7], h[11], h[19])]
     c2 = [_beacon(rng, src, C2, period_s=900) for src in (h[4], h[5])]
     test = pd.concat([test, *agent, *c2], ignore_index=True).sort_values("timestamp", kind="stable")
     res = detect_day(base, test, disable=OTHERS)
@@ -290,3 +290,21 @@ def test_shared_timer_to_a_vendor_the_network_uses_is_a_notice(office, detect_da
         assert share.observed >= share.threshold == 0.1
     assert beacon[h[4]].severity_name == "high" and beacon[h[4]].actionable
     assert {a.source_ip for a in res.alerts if a.actionable} == {h[4], h[5]}
+
+
+def test_shared_timer_to_a_vendor_s_address_without_lookups_is_a_botnet(office, detect_day):
+    """The same timer to the same vendor's new address, but no DNS lookup ever precedes it while
+    these hosts resolve everything else: an address written into the program. Deployed software
+    finds its (rotating) cloud servers by name; C2 implants aimed at a cloud VM need not."""
+    rng = np.random.default_rng(21)
+    h = hosts()
+    base, test = office(seed=1), office(seed=2)
+    bots = [_beacon(rng, src, "142.250.180.77", period_s=900) for src in (h[3], h[7], h[11], h[19])]
+    test = pd.concat([test, *bots], ignore_index=True).sort_values("timestamp", kind="stable")
+    res = detect_day(base, test, disable=OTHERS)
+    beacon = _by_rule(res, "botnet.common_beacon")
+    for src in (h[3], h[7], h[11], h[19]):
+        a = beacon[src]
+        assert a.severity_name == "high" and a.actionable and "written into it" in a.message, a.message
+        resolved = next(e for e in a.evidence if e.metric.startswith("share of the group's connections"))
+        assert resolved.observed < resolved.threshold

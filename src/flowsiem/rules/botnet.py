@@ -41,6 +41,7 @@ from . import rule
 from .beacon import beacon_score, beacon_stats
 from .common import (DNS_PORT, active_hosts, company_service_users, engine_table, familiarity, mean, overlap_tail,
                      past, past_share, row_mask, unicast, where)
+from .dns import resolved_counts
 
 BEACON_KEYS = ("min_hosts", "max_prevalence", "min_connections", "min_active_hours", "min_score",
                "min_gap_regularity", "min_group_regularity", "min_gap_iqr_seconds", "min_size_iqr_bytes")
@@ -385,11 +386,36 @@ def deployed_software(ctx, spec, dst, members, proto, port) -> dict:
     k = len(set(members) & users)
     p = overlap_tail(k, len(members), len(users), hosts)
     routine = k >= spec.num("routine_share") * len(members) and p <= spec.num("routine_alpha")
+    # Software finds its vendor's servers by name (cloud addresses rotate): no lookup before the
+    # check-ins means an address written into the program, which deployed software does not do.
+    resolved = _resolved_share(ctx, spec, dst, members)
+    hard_coded = resolved is not None and resolved < spec.num("resolved_share")
+    vendor = share >= spec.num("familiar_host_share") or routine
     return {"org": org, "share": share, "routine_hosts": k, "company_users": len(users), "hosts": hosts,
-            "p": p, "routine": routine, "familiar": share >= spec.num("familiar_host_share") or routine}
+            "p": p, "routine": routine, "resolved": resolved, "hard_coded": vendor and hard_coded,
+            "familiar": vendor and not hard_coded}
+
+
+def _resolved_share(ctx, spec, dst, members) -> float | None:
+    """The share of the members' connections to `dst` that a DNS lookup of theirs precedes,
+    beyond chance (dns.resolved_counts), pooled over the members whose lookups the sensor sees;
+    None when it sees none. Computed once for every shared beacon destination."""
+    import pandas as pd
+
+    _, groups = external_beacons(ctx, spec)
+    pairs = tuple(sorted((m, d) for d, ms in groups.items() for m in ms))
+    window = int(spec.num("resolve_window_s"))
+    df = ctx.cached(("botnet.resolved", window, pairs), lambda: resolved_counts(
+        ctx, pd.DataFrame(list(pairs), columns=["src_ip", "dst_ip"]), window))
+    g = df[(df.dst_ip == dst) & df.src_ip.isin(list(members)) & df.has_dns]
+    n = float((g.events - g.expected).sum())
+    return max(0.0, float((g.preceded - g.expected).sum()) / n) if len(g) and n > 0 else None
 
 
 def _deployed_words(d, proto, port, n) -> str:
+    if d["hard_coded"]:
+        return (f"; {d['org']} is a company the network uses, but {d['resolved']:.0%} of these check-ins follow a "
+                f"DNS lookup: deployed software finds its servers by name, this polls an address written into it")
     if d["routine"]:
         return (f"; {d['routine_hosts']} of these {n} hosts already reached {d['org']} on "
                 f"{fmt_service(proto, port)} on the baseline day (of {d['company_users']} of {d['hosts']} hosts, "
@@ -438,6 +464,10 @@ def _explain_beacon(ctx, spec, dst, members, g, r) -> Alert:
         Evidence("hours with connections", "hours", observed=int(r.active_hours), baseline=0,
                  threshold=spec.t("min_active_hours")),
     ]
+    if dep["resolved"] is not None:
+        evidence.append(Evidence("share of the group's connections to it that a DNS lookup precedes, beyond chance "
+                                 "(software resolves its vendor's names)", "share",
+                                 observed=round(dep["resolved"], 3), threshold=spec.num("resolved_share")))
     score = mean(past_share(max(r.score, group_reg), spec.t("min_score")), past(len(members), spec.t("min_hosts")),
                  past_share(r.gap_regularity, spec.t("min_gap_regularity")))
     return Alert(
@@ -451,7 +481,7 @@ def _explain_beacon(ctx, spec, dst, members, g, r) -> Alert:
                  "span_seconds": round((r.last_ts - r.first_ts).total_seconds(), 1),
                  "hosts_using_destination_today": int(r.dst_hosts), "organisation": org,
                  "organisation_host_share": round(share, 4), "known_routine": dep["routine"],
-                 "known_routine_chance": dep["p"]},
+                 "known_routine_chance": dep["p"], "resolved_share": dep["resolved"]},
     )
 
 
@@ -537,9 +567,10 @@ def _member_part(ctx, spec, host, group, bs) -> dict | None:
         return None
     deps = [(deployed_software(ctx, spec, r.dst_ip, dsts[r.dst_ip], r.proto, r.port), r) for r in hb.itertuples()]
     m["familiar"] = not len(hl) and not len(hh) and not len(polled) and all(d["familiar"] for d, _ in deps)
-    if m["familiar"]:
-        m["cues"].append(_deployed_words(deps[0][0], deps[0][1].proto, deps[0][1].port,
-                                         len(dsts[deps[0][1].dst_ip])).lstrip("; "))
+    shown = next(((d, r) for d, r in deps if d["familiar"] or d["hard_coded"]), None)
+    if shown is not None and (m["familiar"] or shown[0]["hard_coded"]):
+        d, r = shown
+        m["cues"].append(_deployed_words(d, r.proto, r.port, len(dsts[r.dst_ip])).lstrip("; "))
     m["rhythm"] = [float(x) for x in list(hb.score) + list(hh.score) + list(polled.score)]
     return m
 

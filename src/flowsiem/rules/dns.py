@@ -193,14 +193,18 @@ def lonely_events(ctx, dns, window_s: int):
     return ev.anti_join(followed.select("src_ip", "dst_ip", "sec").distinct(), ["src_ip", "dst_ip", "sec"])
 
 
+def _by_chance(per_hour, events: str, busy: str, window_s: int):
+    """Events expected to meet one of a host's `busy` seconds per hour within window_s + 1
+    seconds by coincidence (the busy seconds as a Poisson rate), per row of `per_hour`."""
+    chance = 1.0 - (-(per_hour[busy] / 3600.0) * (int(window_s) + 1)).map(math.exp)
+    return per_hour[events] * chance
+
+
 def followed_share(ctx, pairs_df, window_s: int) -> dict:
     """(host, resolver) -> the share of its DNS events followed within window_s seconds by a
     connection (see lonely_events) beyond chance, for the given pairs: (followed - expected) /
     (events - expected), where expected counts the events a busy host's other connections would
     follow by coincidence (its connection-seconds per hour, as a Poisson rate)."""
-    import math
-
-
     if pairs_df is None or not len(pairs_df):
         return {}
     dns = dns_flows(ctx).semi_join(engine_table(ctx, pairs_df, ["src_ip", "dst_ip"]), ["src_ip", "dst_ip"])
@@ -213,8 +217,7 @@ def followed_share(ctx, pairs_df, window_s: int) -> dict:
     conn = conn.select("src_ip", "hour", sec=conn.ts.epoch_seconds().floor()).distinct()
     rate = conn.group_by("src_ip", "hour").aggregate(busy=conn.count()).to_pandas()
     per_hour = per_hour.merge(rate, on=["src_ip", "hour"], how="left").fillna({"busy": 0})
-    chance = 1.0 - (-(per_hour.busy / 3600.0) * (int(window_s) + 1)).map(math.exp)
-    per_hour["expected"] = per_hour.events * chance
+    per_hour["expected"] = _by_chance(per_hour, "events", "busy", window_s)
     df = per_hour.groupby(["src_ip", "dst_ip"], as_index=False)[["events", "expected"]].sum()
     df = df.merge(k, on=["src_ip", "dst_ip"], how="left").fillna({"lonely": 0})
     out = {}
@@ -222,3 +225,35 @@ def followed_share(ctx, pairs_df, window_s: int) -> dict:
         followed = n - lonely
         out[(s_, d)] = max(0.0, (followed - exp) / (n - exp)) if n - exp > 0 else 0.0
     return out
+
+
+def resolved_counts(ctx, pairs_df, window_s: int):
+    """For (host, destination) pairs: their connections (one per second), how many a DNS lookup
+    of the host precedes within window_s seconds, how many would by chance (the host's
+    lookup-seconds per hour as a Poisson rate), and whether the host makes lookups at all today
+    (a sensor that does not see a host's DNS cannot tell). Software that finds its servers by
+    name resolves before it connects; an implant aimed at a hard-coded address does not.
+    Returns pandas: src_ip, dst_ip, events, preceded, expected, has_dns."""
+    import pandas as pd
+
+    cols = ["src_ip", "dst_ip", "events", "preceded", "expected", "has_dns"]
+    if pairs_df is None or not len(pairs_df):
+        return pd.DataFrame(columns=cols)
+    f = ctx.flows
+    conn = f.semi_join(engine_table(ctx, pairs_df, ["src_ip", "dst_ip"]), ["src_ip", "dst_ip"])
+    conn = conn.select("src_ip", "dst_ip", "hour", sec=conn.ts.epoch_seconds().floor()).distinct()
+    dns = dns_flows(ctx).semi_join(engine_table(ctx, pairs_df, ["src_ip"]), "src_ip")
+    look = dns.select(l_src=dns.src_ip, hour=dns.hour, l_sec=dns.ts.epoch_seconds().floor()).distinct()
+    offsets = engine_table(ctx, pd.DataFrame({"k": range(int(window_s) + 1)}))
+    shifted = look.select("l_src", "l_sec").cross_join(offsets)
+    shifted = shifted.mutate(c_sec=shifted.l_sec + shifted.k)
+    pre = conn.semi_join(shifted, (conn.src_ip == shifted.l_src) & (conn.sec == shifted.c_sec))
+    per_hour = conn.group_by("src_ip", "dst_ip", "hour").aggregate(events=conn.count()).to_pandas()
+    k = pre.group_by("src_ip", "dst_ip").aggregate(preceded=pre.count()).to_pandas()
+    rate = look.group_by(src_ip=look.l_src, hour=look.hour).aggregate(busy=look.count()).to_pandas()
+    per_hour = per_hour.merge(rate, on=["src_ip", "hour"], how="left").fillna({"busy": 0})
+    per_hour["expected"] = _by_chance(per_hour, "events", "busy", window_s)
+    df = per_hour.groupby(["src_ip", "dst_ip"], as_index=False)[["events", "expected"]].sum()
+    df = df.merge(k, on=["src_ip", "dst_ip"], how="left").fillna({"preceded": 0})
+    df["has_dns"] = df.src_ip.isin(set(rate.src_ip))
+    return df[cols]

@@ -32,7 +32,7 @@ from .model import (
     lerp_log,
     window_shape,
 )
-from .routines import Routines, Timer, timer_events
+from .routines import Routines, Timer, lookups_before, timer_events
 from .scenarios import FAMILY_KINDS, Scenario
 from .streams import (
     EventStream,
@@ -396,9 +396,12 @@ def _coordinated_beacon(ctx: _Ctx, s: float) -> None:
     cv = lerp(0.35, 0.02, ctx.kn(s))
     user_only = bool(r.random() < 0.35)
     up_med, dn_med = r.uniform(200, 1500), r.uniform(150, 4000)
+    # Many implants reach their C2 by a domain name (easy to move), resolving it before some
+    # check-ins like any software; others carry a bare address. Both are drawn.
+    dns_p = float(r.uniform(0.2, 1.0)) if r.random() < 0.4 else 0.0
     dcode = w.book.code(dst)
     svc = w.svcs.code("tcp", port)
-    starts, periods, parts = {}, {}, []
+    starts, periods, parts, lookups = {}, {}, [], 0
     e = ctx.entry("botnet", "coordinated_beacon", [ctx.hip(h) for h in hosts], {})
     for h in hosts:
         start_h = float(r.uniform(0, 10))
@@ -407,12 +410,18 @@ def _coordinated_beacon(ctx: _Ctx, s: float) -> None:
         periods[ctx.hip(h)] = round(eff, 1)
         parts.append((t, ctx.hcode(h), dcode, svc, similar_sizes(r, len(t), up_med, cv),
                       similar_sizes(r, len(t), dn_med, cv)))
+        look = lookups_before(r, t, dns_p, ctx.hcode(h), int(ctx.R.dns_of[h]), ctx.dns,
+                              w.medians["dns_up"], w.medians["dns_dn"]) if dns_p and len(t) else None
+        if look is not None:
+            parts.append(look)
+            lookups += len(look[0])
     ctx.plan.test_streams.append(concat_events(e, parts))
     ctx.plan.anomalies[e[1]]["details"] = {
         "strength": round(s, 3), "dst_ip": dst, "dst_kind": dkind, "proto": "tcp", "port": port,
         "period_s": periods, "jitter": round(jitter, 3), "size_cv": round(cv, 3),
         "only_while_user_active": user_only, "start_hour": starts,
-        "up_bytes_median": round(up_med), "down_bytes_median": round(dn_med)}
+        "up_bytes_median": round(up_med), "down_bytes_median": round(dn_med), "dns_lookup_share": round(dns_p, 2),
+        "dns_lookups": lookups}  # "flows" counts them too
 
 
 # --- exfiltration -----------------------------------------------------------------------------

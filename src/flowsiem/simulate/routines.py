@@ -340,6 +340,20 @@ def on_masks(w: World, shape: np.ndarray, absent: np.ndarray | None) -> np.ndarr
     return on
 
 
+def lookups_before(rng, t: np.ndarray, share: float, src: int, resolver: int, dns_svc: int, dns_up: float,
+                   dns_dn: float) -> tuple | None:
+    """DNS lookups 10-600 ms before a `share` of the connections at times t (the name's answer
+    cached in between): a concat_events part, or None when none is drawn."""
+    m = rng.random(len(t)) < share
+    k = int(m.sum())
+    if not k:
+        return None
+    td = np.maximum(t[m] - rng.integers(1, 60, k), 0)
+    return (td, src, resolver, dns_svc,
+            np.clip(np.rint(dns_up * rng.lognormal(0, 0.25, k)), 60, 512).astype(np.int64),
+            np.clip(np.rint(dns_dn * rng.lognormal(0, 0.3, k)), 60, 1500).astype(np.int64))
+
+
 def timer_events(rng, jobs: list[Timer], on: np.ndarray | None, pa: float, dns_of: np.ndarray | None,
                  dns_svc: int, dns_up: float, dns_dn: float) -> list[tuple]:
     """Flows of a list of timers (plus their DNS lookups) as concat_events parts."""
@@ -359,13 +373,9 @@ def timer_events(rng, jobs: list[Timer], on: np.ndarray | None, pa: float, dns_o
                 dn[big] = np.rint(rng.lognormal(np.log(j.payload_med), 0.8, int(big.sum()))).astype(np.int64)
         parts.append((t, j.src, j.dst, j.svc, up, dn))
         if j.dns_p > 0 and j.src_host >= 0 and dns_of is not None:
-            m = rng.random(n) < j.dns_p
-            k = int(m.sum())
-            if k:
-                td = np.maximum(t[m] - rng.integers(1, 60, k), 0)
-                parts.append((td, j.src, int(dns_of[j.src_host]), dns_svc,
-                              np.clip(np.rint(dns_up * rng.lognormal(0, 0.25, k)), 60, 512).astype(np.int64),
-                              np.clip(np.rint(dns_dn * rng.lognormal(0, 0.3, k)), 60, 1500).astype(np.int64)))
+            look = lookups_before(rng, t, j.dns_p, j.src, int(dns_of[j.src_host]), dns_svc, dns_up, dns_dn)
+            if look is not None:
+                parts.append(look)
     return parts
 
 
