@@ -256,3 +256,27 @@ def test_hunt_cli_on_a_zeek_file(tmp_path):
     assert first.startswith("10.136.0.18,medium,cnc")
     alert = json.loads((out / "alerts.jsonl").read_text().splitlines()[0])
     assert alert["rule"]["id"] == "cnc.beacon" and alert["destination"]["ip"] == "10.136.0.16"
+
+
+def test_a_fleet_without_name_lookups_is_not_deployed_software(tmp_path):
+    """Three hosts on one timer to one company's service: software deployed on several machines
+    (a notice) when its check-ins follow DNS lookups, as software finding its servers by name
+    does; the same fleet with no lookup before its check-ins polls an address written into it:
+    an implant on each machine, at medium."""
+    from conftest import with_lookups
+    from flowsiem.hunt import HuntOptions, hunt
+
+    implants, agents = H[20:23], H[24:27]
+    parts = [make_office_day(seed=3, n_hosts=30)]
+    parts += [rows(_periodic(600, 0, 24, seed=40 + i, jitter=0.05), h, "52.95.110.77", up=700, down=900)
+              for i, h in enumerate(implants)]
+    parts += [with_lookups(rows(_periodic(900, 0, 24, seed=50 + i, jitter=0.05), h, "20.190.1.7", up=900, down=4000),
+                           share=0.4, seed=i) for i, h in enumerate(agents)]
+    cap = pd.concat(parts, ignore_index=True).sort_values("timestamp", kind="stable")
+    cap.to_parquet(tmp_path / "c.parquet", index=False)
+    res = hunt(tmp_path / "c.parquet", tmp_path / "out", options=HuntOptions(examples=0))
+    beacons = {a.source_ip: a for a in res.alerts if a.rule.id == "cnc.beacon"}
+    assert set(implants) <= _flagged(res, rule_id="cnc.beacon")
+    assert all("written into it" in beacons[h].message for h in implants)
+    assert set(agents) <= set(beacons) and not set(agents) & _flagged(res)
+    assert all("software deployed on several machines" in beacons[h].message for h in agents)

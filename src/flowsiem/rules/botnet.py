@@ -41,7 +41,7 @@ from . import rule
 from .beacon import beacon_score, beacon_stats
 from .common import (DNS_PORT, active_hosts, company_service_users, engine_table, familiarity, mean, overlap_tail,
                      past, past_share, row_mask, unicast, where)
-from .dns import resolved_counts
+from .dns import resolved_share
 
 BEACON_KEYS = ("min_hosts", "max_prevalence", "min_connections", "min_active_hours", "min_score",
                "min_gap_regularity", "min_group_regularity", "min_gap_iqr_seconds", "min_size_iqr_bytes")
@@ -397,19 +397,11 @@ def deployed_software(ctx, spec, dst, members, proto, port) -> dict:
 
 
 def _resolved_share(ctx, spec, dst, members) -> float | None:
-    """The share of the members' connections to `dst` that a DNS lookup of theirs precedes,
-    beyond chance (dns.resolved_counts), pooled over the members whose lookups the sensor sees;
-    None when it sees none. Computed once for every shared beacon destination."""
-    import pandas as pd
-
+    """dns.resolved_share of the members' check-ins with `dst`, computed once for every shared
+    beacon destination."""
     _, groups = external_beacons(ctx, spec)
-    pairs = tuple(sorted((m, d) for d, ms in groups.items() for m in ms))
-    window = int(spec.num("resolve_window_s"))
-    df = ctx.cached(("botnet.resolved", window, pairs), lambda: resolved_counts(
-        ctx, pd.DataFrame(list(pairs), columns=["src_ip", "dst_ip"]), window))
-    g = df[(df.dst_ip == dst) & df.src_ip.isin(list(members)) & df.has_dns]
-    n = float((g.events - g.expected).sum())
-    return max(0.0, float((g.preceded - g.expected).sum()) / n) if len(g) and n > 0 else None
+    pairs = [(m, d) for d, ms in groups.items() for m in ms]
+    return resolved_share(ctx, pairs, members, [dst], spec.num("resolve_window_s"))
 
 
 def _deployed_words(d, proto, port, n) -> str:

@@ -46,11 +46,33 @@ def beacon(ctx, spec) -> list[Alert]:
             a.message += (f"; the same timer with {len(peers)} destinations on this service: a poller or "
                           f"an announcement, not one implant's check-in")
         elif len(mates) + 1 >= spec.num("fleet_min_hosts"):
-            a.severity, a.related = "low", sorted(mates)
-            a.message += (f"; {len(mates)} other host(s) keep the same timer with this company's service: "
-                          f"software deployed on several machines")
+            a.related = sorted(mates)
+            resolved = _fleet_resolved(ctx, spec, found, [r.src_ip, *mates], fleet_key(ctx, r))
+            if resolved is not None and resolved < spec.num("resolved_share"):
+                a.message += (f"; {len(mates)} other host(s) keep the same timer with this company's service, "
+                              f"but {resolved:.0%} of their check-ins follow a DNS lookup: deployed software "
+                              f"finds its servers by name, this polls an address written into it")
+            else:
+                a.severity = "low"
+                a.message += (f"; {len(mates)} other host(s) keep the same timer with this company's service: "
+                              f"software deployed on several machines")
         alerts.append(a)
     return alerts
+
+
+def fleet_key(ctx, r) -> tuple:
+    """What a fleet shares: the destination's company (or its address) and the service."""
+    return (brand(org_of(ctx, r.dst_ip)) or r.dst_ip, r.proto, r.port)
+
+
+def _fleet_resolved(ctx, spec, found, members, key) -> float | None:
+    """dns.resolved_share of a fleet's check-ins with its company's service, computed once for
+    every beacon found."""
+    from .dns import resolved_share
+
+    dsts = {r.dst_ip for r, _ in found if fleet_key(ctx, r) == key}
+    return resolved_share(ctx, [(r.src_ip, r.dst_ip) for r, _ in found], members, dsts,
+                          spec.num("follow_window_s"))
 
 
 def _not_name_resolution(ctx, spec, found):
@@ -97,8 +119,7 @@ def _fleets(ctx, spec, found) -> dict:
     clean day the botnet rules judge it, without one it stays a notice naming every member."""
     groups = {}
     for r, _ in found:
-        key = (brand(org_of(ctx, r.dst_ip)) or r.dst_ip, r.proto, r.port)
-        groups.setdefault(key, []).append(r)
+        groups.setdefault(fleet_key(ctx, r), []).append(r)
     out, ratio = {}, spec.num("fleet_gap_ratio")
     for rows_ in groups.values():
         for r in rows_:

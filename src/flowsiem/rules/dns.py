@@ -257,3 +257,17 @@ def resolved_counts(ctx, pairs_df, window_s: int):
     df = df.merge(k, on=["src_ip", "dst_ip"], how="left").fillna({"preceded": 0})
     df["has_dns"] = df.src_ip.isin(set(rate.src_ip))
     return df[cols]
+
+
+def resolved_share(ctx, pairs, members, dsts, window_s: int) -> float | None:
+    """The share of the `members`' connections to `dsts` that a DNS lookup of theirs precedes,
+    beyond chance, pooled over the members whose lookups the sensor sees (None when it sees
+    none). resolved_counts runs once per set of candidate `pairs` (host, destination)."""
+    import pandas as pd
+
+    pairs = tuple(sorted(set(pairs)))
+    df = ctx.cached(("dns.resolved", int(window_s), pairs), lambda: resolved_counts(
+        ctx, pd.DataFrame(list(pairs), columns=["src_ip", "dst_ip"]), int(window_s)))
+    g = df[df.src_ip.isin(list(members)) & df.dst_ip.isin(list(dsts)) & df.has_dns]
+    n = float((g.events - g.expected).sum())
+    return max(0.0, float((g.preceded - g.expected).sum()) / n) if len(g) and n > 0 else None
