@@ -353,3 +353,23 @@ def test_a_timer_whose_lookups_are_followed_by_connections_is_not_dns_beaconing(
                      disable=_others())
     assert {"cnc.periodic_dns", "cnc.new_resolver"} <= {a.rule.id for a in res.alerts if a.source_ip == host
                                                         and a.actionable}
+
+
+def test_random_lone_lookups_with_nothing_else_at_night_are_cnc(detect_day):
+    """Twelve lookups at random times over 02-05 h (an implant sleeping a random while between
+    polls) on a host silent at night, not one connection then: no rhythm to test, but nothing a
+    person or an agent does (both connect to what they resolve). The same lookups on a host whose agents connect all night need
+    the rhythm, which they do not have."""
+    host, left_on = f"{NET}.27", f"{NET}.28"
+    polls = np.sort(np.random.default_rng(35).integers(2 * HOUR, 5 * HOUR, 12))
+    night_agent = _periodic(900, 0, 7, seed=36)
+    base = pd.concat([baseline(), rows(night_agent, left_on, "20.190.151.7", up=900, down=3000)])
+    test = pd.concat([make_office_day(seed=2), _dns(polls, host, DNS_SERVER), _dns(polls + 700, left_on, DNS_SERVER),
+                      rows(night_agent, left_on, "20.190.151.7", up=900, down=3000)], ignore_index=True)
+    res = detect_day(base.sort_values("timestamp", kind="stable"), test.sort_values("timestamp", kind="stable"),
+                     disable=_others())
+    silent = {a.source_ip: a for a in res.alerts if a.rule.id == "cnc.dns_silent_hours"}
+    assert host in silent and silent[host].actionable and "not one connection" in silent[host].message
+    rhythm = next(e for e in silent[host].evidence if e.metric.startswith("chance of so regular gaps"))
+    assert rhythm.observed > rhythm.threshold  # flagged on the silence, not on a rhythm
+    assert left_on not in silent

@@ -320,7 +320,11 @@ def dns_silent_hours(ctx, spec) -> list[Alert]:
         tunnel, c["q_ratio"], c["v_ratio"] = tunnel_like(b, c["host"], c["dns_up"] / max(c["dns"], 1),
                                                          _host_up_today(ctx).get(c["host"], 0.0), spec)
         rp = c["rhythm"]["rhythm_p"]
-        evidence = ((c["combined"] <= spec.num("alpha") and rp <= spec.num("regular_p"))
+        # Nothing but lookups that lead nowhere, for half an hour or more while the user is away:
+        # no person and no agent does that (both connect to what they resolve); a jittered slow
+        # poller has too few gaps for a rhythm test, the silence around it is the evidence.
+        c["only_dns"] = c["dns"] >= c["flows"]
+        evidence = ((c["combined"] <= spec.num("alpha") and (rp <= spec.num("regular_p") or c["only_dns"]))
                     or (rp <= spec.num("rhythm_alpha") and c["rhythm"]["events"] >= spec.num("min_events")))
         if c["span_min"] < spec.num("min_span_minutes") or tunnel or not evidence:
             continue  # one burst of lookups, DNS tunnelling (exfiltration's), or stray lookups without a rhythm
@@ -417,7 +421,7 @@ def _explain_silent(ctx, spec, b, usual, c) -> Alert:
     usual_h = sorted(usual["active"].get(host, ())) if c["known"] else []
     regular = bs["rhythm_p"] <= spec.num("regular_p")
     rhythm = (f", regular every ~{fmt_duration(bs['gap_median_s'])} (chance {bs['rhythm_p']:.1g} for random lookups)"
-              if regular else "")
+              if regular else "; nothing else from the host then, not one connection" if c["only_dns"] else "")
     when = (f"active {fmt_hours(usual_h)} on the baseline day" if c["known"]
             else f"a host new today, judged against its peers; the network is quiet {fmt_hours(usual['quiet'])}")
     msg = (f"sent {c['dns']:,} DNS queries followed by no connection to {top.dst_ip}{where(ctx, top.dst_ip)} at "
