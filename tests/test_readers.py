@@ -722,3 +722,12 @@ def test_text_inputs_are_spooled_to_scratch_not_kept_in_memory(engine, tmp_path)
     res = read_flows(FIX / "zeek_conn.log", engine)
     spooled = list(Path(engine.scratch).glob("spool-*/block-*.parquet"))
     assert spooled and res.table.count().execute() > 0
+
+
+def test_gzip_blocks_stay_bounded_however_well_it_compresses(tmp_path):
+    # 20 MB of one repeated line compress to ~20 kB: still blocks of at most the block size.
+    from flowsiem.io.sniff import TextBlocks
+
+    (tmp_path / "z.gz").write_bytes(gzip.compress(b"1,10.0.0.1,10.0.0.2,tcp,80,1,2\n" * 650_000))
+    sizes = [len(b) for b in TextBlocks(tmp_path / "z.gz", size=1 << 20)]
+    assert sum(sizes) == 31 * 650_000 and max(sizes) <= (1 << 20) + 31

@@ -204,8 +204,8 @@ class TextBlocks:
                 self.truncated = self.truncated or (started and not z.eof)
                 return
             while raw:
-                try:
-                    out = z.decompress(raw)
+                try:  # at most one block out per call, however well the input compresses
+                    out = z.decompress(raw, self.size)
                 except zlib.error as exc:
                     if produced:  # garbage after a complete member: keep what we have
                         self.truncated = True
@@ -216,7 +216,8 @@ class TextBlocks:
                     produced = True
                     yield out
                 if not z.eof:
-                    break  # this input is used up: read more
+                    raw = z.unconsumed_tail  # empty: this input is used up, read more
+                    continue
                 rest = z.unused_data  # the next member of a concatenated gzip, or padding
                 if rest and not rest.strip(b"\0"):
                     return
