@@ -162,11 +162,8 @@ def read_parquet(files: list[Path], engine) -> RawInput:
     if kind in ("int", "float") and all(s is not None for s in stats):
         lo = min(s[0] for s in stats)
         hi = max(s[1] for s in stats)
-    elif kind.startswith("text-"):
-        # numbers stored as text: one aggregate over the column for the exact range
-        num = table.ts.try_cast("float64")
-        got = table.aggregate(lo=num.min(), hi=num.max()).to_pyarrow().to_pylist()[0]
-        lo, hi = got["lo"], got["hi"]
+    elif kind.startswith("text-"):  # numbers stored as text: the exact range from the engine
+        lo, hi = _ts_range(table, kind)
     return RawInput(table=table, ts_kind=kind, files=list(files), per_file=per_file,
                     names=names_per_file, ts_min=lo, ts_max=hi, notes=notes)
 
@@ -195,24 +192,21 @@ def read_remote_parquet(urls: list[str], engine) -> RawInput:
     columns come from the engine's schema, the time range from one aggregate."""
     view = engine.read_parquet(urls)
     found = match_columns(list(view.columns), urls[0] if len(urls) == 1 else ", ".join(urls))
-    t = view[found["ts"]].type()
-    if t.is_integer() or t.is_boolean():
-        kind = "int"
-    elif t.is_floating() or t.is_decimal():
-        kind = "float"
-    elif t.is_timestamp() or t.is_date():
-        kind = "timestamp"
-    else:  # numbers or dates stored as text: a sample decides, as for local files
+    kind = _ts_kind_of(view[found["ts"]].type().to_pyarrow())
+    if kind == "text":  # numbers or dates stored as text: a sample decides, as for local files
         sample = view.select(v=view[found["ts"]].cast("string")).limit(10_000).to_pyarrow().column("v")
         kind = tables.text_ts_info(sample)[0]
     table = _raw_of(view, found, kind)
-    lo = hi = None
-    if kind in ("int", "float") or kind.startswith("text-"):
-        num = table.ts.try_cast("float64") if kind.startswith("text-") else table.ts.cast("float64")
-        got = table.aggregate(lo=num.min(), hi=num.max()).to_pyarrow().to_pylist()[0]
-        lo, hi = got["lo"], got["hi"]
+    lo, hi = _ts_range(table, kind) if kind in ("int", "float") or kind.startswith("text-") else (None, None)
     return RawInput(table=table, ts_kind=kind, files=list(urls), per_file=lambda i: table,
                     names=[found] * len(urls), ts_min=lo, ts_max=hi)
+
+
+def _ts_range(table, kind: str) -> tuple:
+    """(min, max) of a numeric timestamp column, or of the numbers in a text one: one aggregate."""
+    num = table.ts.try_cast("float64") if kind.startswith("text-") else table.ts.cast("float64")
+    got = table.aggregate(lo=num.min(), hi=num.max()).to_pyarrow().to_pylist()[0]
+    return got["lo"], got["hi"]
 
 
 def _merge_kinds(kinds: list[str], files: list[Path]) -> str:

@@ -17,7 +17,6 @@ that a directory or glob can skip them with a note.
 from __future__ import annotations
 
 import glob as _glob
-import gzip
 import json
 import os
 import zlib
@@ -101,38 +100,6 @@ def resolve_sources(source) -> tuple[list[Path], set[Path]]:
 
 # --- bytes ------------------------------------------------------------------------------------
 
-def is_gzip(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        return fh.read(2) == GZIP_MAGIC
-
-
-def gunzip(data: bytes, path: Path | None = None) -> tuple[bytes, bool]:
-    """Decompress (all members of) a gzip stream. Returns (bytes, truncated).
-
-    A log that is still being written ends mid-stream; we keep what could be decompressed and
-    report it rather than failing (the torn last line is dropped by the reader).
-    """
-    out = []
-    rest = data
-    truncated = False
-    while rest:
-        z = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            out.append(z.decompress(rest))
-        except zlib.error as exc:
-            if out:  # garbage after a complete member: keep what we have
-                truncated = True
-                break
-            raise InputError(f"not a valid gzip file ({exc})", file=str(path) if path else None) from None
-        if not z.eof:
-            truncated = True
-            break
-        rest = z.unused_data
-        if not rest.strip(b"\0"):
-            break
-    return b"".join(out), truncated
-
-
 #: Size of the decompressed blocks text readers parse at a time: memory stays bounded by a few
 #: blocks whatever the file size (a block of conn.log is ~100 k lines).
 BLOCK_SIZE = 16 * 1024 * 1024
@@ -143,7 +110,8 @@ class TextBlocks:
 
     Iterate to get the blocks (bytes; each ends just after a newline, except maybe the last);
     `truncated` is True afterwards when a gzip stream ended early (a log still being written:
-    we keep the complete part, as `gunzip` does)."""
+    the complete part is kept; the torn last line is the reader's to drop). `pieces()` gives the
+    decompressed bytes as they come, for a look at the start of a file."""
 
     def __init__(self, path: Path, size: int | None = None):
         self.path, self.size, self.truncated = Path(path), size or BLOCK_SIZE, False
@@ -152,7 +120,7 @@ class TextBlocks:
 
     def __iter__(self):
         carry = b""
-        for piece in self._pieces():
+        for piece in self.pieces():
             data = carry + piece if carry else piece
             cut = data.rfind(b"\n") + 1
             if cut == 0:
@@ -182,7 +150,7 @@ class TextBlocks:
                     self.not_utf8_example = line.rstrip(b"\r\n").decode("utf-8", "backslashreplace")[:200]
         return b"".join(kept)
 
-    def _pieces(self):
+    def pieces(self):
         try:
             with open(self.path, "rb") as fh:
                 if fh.read(2) != GZIP_MAGIC:
@@ -226,21 +194,12 @@ class TextBlocks:
 
 def read_head(path: Path, size: int = _HEAD) -> bytes:
     """The first `size` bytes of the (decompressed) content."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(size)
-            if head[:2] != GZIP_MAGIC:
-                return head
-        with gzip.open(path, "rb") as gz:
-            try:
-                return gz.read(size)
-            except EOFError:  # shorter than `size` and truncated: take what is there
-                pass
-        return gunzip(Path(path).read_bytes(), path)[0][:size]
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror or exc}", file=str(path)) from None
-    except (gzip.BadGzipFile, zlib.error) as exc:
-        raise InputError(f"not a valid gzip file ({exc})", file=str(path)) from None
+    head = b""
+    for piece in TextBlocks(path, size).pieces():
+        head += piece
+        if len(head) >= size:
+            break
+    return head[:size]
 
 
 # --- sniffing ---------------------------------------------------------------------------------

@@ -280,8 +280,7 @@ class Spool:
         import pyarrow as pa
 
         full = pa.schema(list(schema) + [pa.field("_file", pa.int32())])
-        blocks = self.blocks if self.dir is None else []
-        combined = pa.concat_tables([b.cast(full) for b in blocks]) if blocks else full.empty_table()
+        combined = pa.concat_tables([b.cast(full) for b in self.blocks]) if self.blocks else full.empty_table()
         self.blocks = []
         return self.engine.from_arrow(combined)
 
@@ -296,14 +295,11 @@ class Spool:
         parts = []
         for block_schema, paths in groups.items():
             t = self.engine.read_parquet(paths)
-            casts = {}
-            for f in schema:
-                want = ibis.dtype(f.type)
-                if block_schema.field(f.name).type != f.type:
-                    casts[f.name] = t[f.name].cast(want)
+            casts = {f.name: t[f.name].cast(ibis.dtype(f.type)) for f in schema
+                     if block_schema.field(f.name).type != f.type}
             parts.append(t.mutate(**casts).select(*RAW_COLUMNS, "_file") if casts else t)
         return parts[0] if len(parts) == 1 else ibis.union(*parts)
 
 
 __all__ = ["text_ts_info", "split_header", "header_and_bodies", "read_delimited", "torn_note",
-           "Spool", "concat"]
+           "Spool"]
