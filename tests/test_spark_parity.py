@@ -7,6 +7,7 @@ import csv
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -76,3 +77,23 @@ def test_hunt_on_a_zeek_capture_is_the_same_on_spark(tmp_path):
     assert spark.returncode == 0, spark.stderr[-2000:]
     assert _devices(tmp_path / "spark") == _devices(tmp_path / "duck") != []
     assert (tmp_path / "spark" / "report.html").exists()
+
+
+def _session(master: str, user_conf: dict, written: dict):
+    """Just enough of a SparkSession for engine._local_shuffle_partitions."""
+    conf = SimpleNamespace(contains=lambda k: k in user_conf)
+    sc = SimpleNamespace(master=master, defaultParallelism=2, getConf=lambda: conf)
+    return SimpleNamespace(sparkContext=sc, conf=SimpleNamespace(set=written.__setitem__))
+
+
+@pytest.mark.parametrize("master, user_conf, expected", [
+    ("local[*]", {}, {"spark.sql.shuffle.partitions": "2"}),            # one partition per local core
+    ("local[2]", {"spark.sql.shuffle.partitions": "64"}, {}),           # the user's own --conf stays
+    ("spark://head:7077", {}, {}),                                      # a cluster keeps its setting
+])
+def test_local_spark_uses_one_shuffle_partition_per_core(master, user_conf, expected):
+    from flowsiem.engine import _local_shuffle_partitions
+
+    written = {}
+    _local_shuffle_partitions(_session(master, user_conf, written))
+    assert written == expected
