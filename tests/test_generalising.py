@@ -12,11 +12,14 @@ or more (`Alert.actionable`); low alerts are notices.
   3  external bulk_download: a service with only a handful of clients (a VPN) is bounded by the
      largest of its own clients (beyond_few), while web scraping is still found
   4  external off_hours: one late session is a person; a client that comes back at deep-night
-     hours is a pattern (_visits: min_visits / min_presence_hours)
+     hours is a pattern (_visits: min_visits / min_presence_hours), and so is one awake all night
+     (_all_night: all_night_share), while a late worker is not
   5  exfiltration upload_volume: a big upload to a new address of the company the host already
      syncs to in bulk is a notice (bulk_org); to a company it only browsed it is an alert
   6  external request_flood, repeat path: copies of one request to a login service its users
      barely touch are password guessing; varied sizes or a volume busy clients reach are not
+  7  external request_flood, burst path: a busy working day a little above the busiest client's
+     is not a burst (burst_share_baseline); an hour holding much of a client's day is
 """
 
 from __future__ import annotations
@@ -209,6 +212,8 @@ def test_3_beyond_the_small_service_and_web_scraping_are_bulk_download(downloads
 
 ONE_SESSION = "85.241.7.7"   # new: 30 flows in one 20-minute session, 03:50-04:10 (two clock hours)
 COMES_BACK = "85.241.8.8"    # new: three 15-minute sessions of 15 flows at 01:30, 03:00 and 04:30
+AWAKE = "85.241.9.9"         # new: 40 flows 20-24 h, 100 spread evenly over 00-07 h, 10 by day (a typical volume)
+LATE = "85.241.10.10"        # new: 70 flows 19-24 h and 35 after midnight until 02:30 (a late worker)
 
 
 def _session(ip, start, minutes, n, seed):
@@ -217,13 +222,23 @@ def _session(ip, start, minutes, n, seed):
     return rows(ts, ip, PUBLIC_SERVER, up=rng.integers(800, 20000, n), down=rng.integers(7000, 150000, n))
 
 
+def _evening_users(seed, n=80):
+    """Home users after work (18-24 h), as real web audiences have: the evening is not rare."""
+    rng = np.random.default_rng(seed)
+    return pd.concat([_session(f"82.155.{120 + i // 200}.{i % 200 + 1}", int(rng.uniform(18, 22) * HOUR), 90,
+                               int(rng.integers(5, 30)), seed * 1000 + i) for i in range(n)])
+
+
 @pytest.fixture(scope="module")
 def night(tmp_path_factory):
-    stest = pd.concat([make_clients_day(seed=2, n_clients=300),
+    stest = pd.concat([make_clients_day(seed=2, n_clients=300), _evening_users(2),
                        _session(ONE_SESSION, 3 * HOUR + 50 * MINUTE, 20, 30, 1),
-                       *[_session(COMES_BACK, int(h * HOUR), 15, 15, 2 + k) for k, h in enumerate((1.5, 3.0, 4.5))]])
+                       *[_session(COMES_BACK, int(h * HOUR), 15, 15, 2 + k) for k, h in enumerate((1.5, 3.0, 4.5))],
+                       _session(AWAKE, 20 * HOUR, 4 * 60, 40, 5), _session(AWAKE, 0, 7 * 60, 100, 6),
+                       _session(AWAKE, 10 * HOUR, 6 * 60, 10, 7),
+                       _session(LATE, 19 * HOUR, 5 * 60, 70, 8), _session(LATE, 0, 150, 35, 9)])
     return _detect(tmp_path_factory, "night", make_office_day(seed=1), make_office_day(seed=2),
-                   servers=stest, servers_base=make_clients_day(seed=1, n_clients=300))
+                   servers=stest, servers_base=pd.concat([make_clients_day(seed=1, n_clients=300), _evening_users(1)]))
 
 
 def test_4_one_deep_night_session_is_a_person(night):
@@ -239,6 +254,16 @@ def test_4_a_client_that_keeps_coming_back_at_night_is_flagged(night):
     (web analytics count a new visit after 30 minutes of silence)."""
     (a,) = _of(night, [COMES_BACK], rule_id="external_abuse.off_hours")
     assert a.actionable and "deep night" in a.details["cues"]
+
+
+def test_4_a_client_awake_all_night_is_flagged_and_a_late_worker_is_not(night):
+    """Steady use through 02-05 h is not a person's: people sleep. A client active in (nearly)
+    every hour the clients hardly use, with a third of its flows in the evening (so not 'all of it
+    in the deep night') and an ordinary volume on one port (neither heavy nor probing), was missed;
+    a late worker whose night ends at 02:30 covers the start of the night only."""
+    (a,) = _of(night, [AWAKE], rule_id="external_abuse.off_hours")
+    assert a.actionable and a.details["cues"] == ["all night"], a.message
+    assert not _of(night, [LATE], family="external_abuse")
 
 
 # --- 5  upload_volume: the host's bulk sync company at a new address ------------------------------------
@@ -322,3 +347,29 @@ def test_6_varied_or_ordinary_repeats_are_not(logins):
     connections with sizes as varied as people's work (file transfers, sessions), or identical
     requests to the web server at a volume its busy clients reach, are not password guessing."""
     assert not _of(logins, [CHATTY, WEB_REPEAT], rule_id="external_abuse.request_flood")
+
+
+# --- 7  request_flood, burst path: a busy working day is not a burst ----------------------------------------
+
+REGULAR = "82.155.110.1"   # the busiest client of both days: 600 requests spread over 08-18 h
+ABOVE = "85.243.1.1"       # new: 1,100 requests over 09:30-16:30 (1.8x the busiest's day, 2.2x its busiest hour)
+SHORT = "85.243.1.2"       # new: 400 requests within 10:00-11:30 (an ordinary daily total for the busiest)
+
+
+@pytest.fixture(scope="module")
+def busy(tmp_path_factory):
+    regular = lambda s: _session(REGULAR, 8 * HOUR, 600, 600, s)  # noqa: E731
+    stest = pd.concat([make_clients_day(seed=2), regular(2), _session(ABOVE, int(9.5 * HOUR), 7 * 60, 1100, 3),
+                       _session(SHORT, 10 * HOUR, 90, 400, 4)])
+    return _detect(tmp_path_factory, "busy", make_office_day(seed=1), make_office_day(seed=2),
+                   servers=stest, servers_base=pd.concat([make_clients_day(seed=1), regular(1)]))
+
+
+def test_7_a_busy_working_day_above_the_busiest_is_not_a_burst(busy):
+    """Its busiest hour is beyond twice the busiest client's, but only because its whole working
+    day is busier (a seventh of it in that hour): day-to-day variation of the busiest clients,
+    judged by its daily total, which is below the extreme bar. A client that puts most of its day
+    into 90 minutes is a burst."""
+    assert not _of(busy, [ABOVE, REGULAR], family="external_abuse")
+    (a,) = _of(busy, [SHORT], rule_id="external_abuse.request_flood")
+    assert a.actionable and a.details["path"] == "burst"

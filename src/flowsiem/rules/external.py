@@ -428,8 +428,9 @@ def request_flood(ctx, spec) -> list[Alert]:
                busiest client (a busy client a little above yesterday's busiest is day-to-day
                variation, not a flood); a known client also >= own_ratio x its own day;
       burst    the same on the client's busiest hour against the clients' busiest hours (a brute
-               force or short flood hides in an ordinary daily total); without a clean servers
-               day that hour must also hold >= burst_share of its day;
+               force or short flood hides in an ordinary daily total), that hour also holding a
+               good part of the client's day (burst_share_baseline; burst_share without a clean
+               servers day): a client busy all day is judged by its daily total;
       around   heavy in both flows and bytes served AND keeping the clients' quiet hours;
       repeat   beyond the clients' 99th percentile of flows AND beyond busiest_ratio x the busiest
                client of its own service (a login service has few, light clients) AND requests that
@@ -466,7 +467,9 @@ def _flood_paths(fx, spec):
     peak_thr = max(from_log_z(pk["med"], pk["sig"], peak_fence), p99r * from_log_z(pk["med"], pk["sig"], Z99),
                    spec.num("busiest_ratio") * pk["max"] if baseline else 0.0)
     peak = df.peak_hour_flows.to_numpy()
-    burst = (peak >= peak_thr) & own_ok & (baseline | (peak >= spec.num("burst_share") * flows))
+    # a burst stands out from the client's own day, not only from the other clients' hours
+    share = spec.num("burst_share_baseline") if baseline else spec.num("burst_share")
+    burst = (peak >= peak_thr) & own_ok & (peak >= share * flows)
     around = (zf >= zthr) & (zb >= zthr) & quiet_cue & own_ok
     svc_busiest = _service_busiest(fx)
     repeat = ((flows >= v["flows_p99"]) & (flows >= spec.num("busiest_ratio") * svc_busiest)
@@ -576,11 +579,23 @@ def off_hours(ctx, spec) -> list[Alert]:
     deep &= ((vis.visits.to_numpy() >= spec.num("min_visits"))
              | (vis.bins.to_numpy() * gap / 60.0 >= spec.num("min_presence_hours")))
     _, zf, _ = _volume(fx, spec)
-    cues = {"deep night": deep, "heavy": zf >= spec.num("z_volume"),
-            "probing": df.ports.to_numpy() >= spec.num("probe_ports")}
+    cues = {"deep night": deep, "all night": _all_night(fx, spec, profiles),
+            "heavy": zf >= spec.num("z_volume"), "probing": df.ports.to_numpy() >= spec.num("probe_ports")}
     hit = improbable & np.logical_or.reduce(list(cues.values()))
     return [_explain_off_hours(fx, spec, i, rarity[i], own[i], floor_rarity[i], st, fence, deep_thr,
                                [k for k, v in cues.items() if v[i]], profiles[i]) for i in np.flatnonzero(hit)]
+
+
+def _all_night(fx, spec, profiles):
+    """Awake through the night: active in at least all_night_share of the hours its clients hardly
+    use (>= min_rarity x rarer than their busiest hour). People sleep: an evening or a late session
+    covers the start of the night, not the whole of it."""
+    import numpy as np
+
+    rare = np.log(profiles.max(axis=1, keepdims=True) / np.maximum(profiles, 1e-12)) >= math.log(spec.num("min_rarity"))
+    n_rare = rare.sum(axis=1)
+    covered = ((fx.hours > 0) & rare).sum(axis=1)
+    return (n_rare > 0) & (covered >= spec.num("all_night_share") * n_rare)
 
 
 def _visits(ctx, ips, gap_minutes: float):
