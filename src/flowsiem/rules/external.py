@@ -252,7 +252,7 @@ def _hour_rarity(fx: ClientFeatures, spec):
     the clients; its mix shrunk towards that profile by `prior_flows` flows (a handful of flows
     proves nothing). exp() of it is "its hours are N times less frequented than the busiest hour".
     Returns (today's values, own baseline values or NaN, reference stats, deep-night floors,
-    the profile rows used)."""
+    the profile rows used, each client's rare hours: >= min_rarity x rarer than the busiest)."""
     import numpy as np
 
     a = spec.num("prior_flows")
@@ -284,9 +284,10 @@ def _hour_rarity(fx: ClientFeatures, spec):
     own = rarity(fx.own_hours, P, W) if fx.own_hours is not None else np.full(len(fx.df), np.nan)
     own = np.where(fx.df.known.to_numpy(), own, np.nan)
     # the deep-night floor, counted only for clients active in at least min_active_hours rare hours
-    rare_hours = ((fx.hours > 0) & (W >= math.log(spec.num("min_rarity")))).sum(axis=1)
-    floor = np.where(rare_hours >= spec.num("min_active_hours"), _weighted_low(fx.hours, W, spec.num("deep_share")), 0.0)
-    return rarity(fx.hours, P, W), own, st, floor, P
+    rare = W >= math.log(spec.num("min_rarity"))
+    active_rare = ((fx.hours > 0) & rare).sum(axis=1)
+    floor = np.where(active_rare >= spec.num("min_active_hours"), _weighted_low(fx.hours, W, spec.num("deep_share")), 0.0)
+    return rarity(fx.hours, P, W), own, st, floor, P, rare
 
 
 def _deep_reference(floors, q: float, includes_self: bool) -> float:
@@ -559,7 +560,7 @@ def off_hours(ctx, spec) -> list[Alert]:
     fx = client_features(ctx, spec)
     if _too_few(fx, spec):
         return []
-    rarity, own, st, floor_rarity, profiles = _hour_rarity(fx, spec)
+    rarity, own, st, floor_rarity, profiles, rare = _hour_rarity(fx, spec)
     fence = max(st["median"] + size_aware_z(len(fx.df), spec.num("extreme_false_alarm_rate")) * st["spread"],
                 math.log(spec.num("min_improbable_rarity")))
     df = fx.df
@@ -579,20 +580,17 @@ def off_hours(ctx, spec) -> list[Alert]:
     deep &= ((vis.visits.to_numpy() >= spec.num("min_visits"))
              | (vis.bins.to_numpy() * gap / 60.0 >= spec.num("min_presence_hours")))
     _, zf, _ = _volume(fx, spec)
-    cues = {"deep night": deep, "all night": _all_night(fx, spec, profiles),
+    cues = {"deep night": deep, "all night": _all_night(fx, spec, rare),
             "heavy": zf >= spec.num("z_volume"), "probing": df.ports.to_numpy() >= spec.num("probe_ports")}
     hit = improbable & np.logical_or.reduce(list(cues.values()))
     return [_explain_off_hours(fx, spec, i, rarity[i], own[i], floor_rarity[i], st, fence, deep_thr,
-                               [k for k, v in cues.items() if v[i]], profiles[i]) for i in np.flatnonzero(hit)]
+                               [k for k, v in cues.items() if v[i]], profiles[i], rare[i]) for i in np.flatnonzero(hit)]
 
 
-def _all_night(fx, spec, profiles):
+def _all_night(fx, spec, rare):
     """Awake through the night: active in at least all_night_share of the hours its clients hardly
-    use (>= min_rarity x rarer than their busiest hour). People sleep: an evening or a late session
-    covers the start of the night, not the whole of it."""
-    import numpy as np
-
-    rare = np.log(profiles.max(axis=1, keepdims=True) / np.maximum(profiles, 1e-12)) >= math.log(spec.num("min_rarity"))
+    use (`rare`, per client). People sleep: an evening or a late session covers the start of the
+    night, not the whole of it."""
     n_rare = rare.sum(axis=1)
     covered = ((fx.hours > 0) & rare).sum(axis=1)
     return (n_rare > 0) & (covered >= spec.num("all_night_share") * n_rare)
@@ -614,7 +612,7 @@ def _visits(ctx, ips, gap_minutes: float):
     return pd.DataFrame({"visits": g.new_run.sum().astype(int), "bins": g.size().astype(int)})
 
 
-def _explain_off_hours(fx, spec, i, rarity, own, floor_rarity, st, fence, deep_thr, cues, profile) -> Alert:
+def _explain_off_hours(fx, spec, i, rarity, own, floor_rarity, st, fence, deep_thr, cues, profile, rare) -> Alert:
     import numpy as np
 
     row, ip = fx.df.iloc[i], fx.df.index[i]
@@ -635,6 +633,10 @@ def _explain_off_hours(fx, spec, i, rarity, own, floor_rarity, st, fence, deep_t
                    threshold=round(math.exp(deep_thr), 1)),
           Evidence("its hours", "hours", observed=mine, reference={"busiest_hour": busiest,
                                                                   "quiet_hours": list(fx.quiet_hours)}),
+          Evidence(f"hours it was active among those {whose.replace(chr(39), '')} hardly use "
+                   f"(>= {spec.num('min_rarity'):g}x rarer than the busiest)", "hours",
+                   observed=int(((counts > 0) & rare).sum()), reference=[int(h) for h in np.flatnonzero(rare)],
+                   threshold=round(spec.num("all_night_share") * int(rare.sum()), 1)),
           Evidence(f"share of {whose} activity in its busiest hours (each client weighs one)", "share",
                    observed={f"{h:02d}h": round(float(profile[h]), 4) for h in top},
                    reference=round(float(profile[busiest]), 4)),
@@ -647,12 +649,13 @@ def _explain_off_hours(fx, spec, i, rarity, own, floor_rarity, st, fence, deep_t
           Evidence("services (ports) it connected to", "ports", observed=int(row.ports), threshold=spec.num("probe_ports")),
           Evidence("hours with connections", "hours", observed=int(row.active_hours),
                    threshold=spec.num("min_active_hours"))]
+    said = {"all night": f"all night (active in {int(((counts > 0) & rare).sum())} of the {int(rare.sum())} hours they hardly use)"}
     own_txt = (f"its baseline day: hours {math.exp(own):.1f}x rarer" if not is_missing(own) else
                _own(row, fmt_count(row.own_flows) + " flows"))
     msg = (f"opened {fmt_count(row.flows)} connections at {fmt_hours(mine)}, hours {whose.replace(chr(39), '')} "
            f"hardly use: on average {math.exp(rarity):.0f}x less frequented than their busiest hour ({busiest:02d}h); "
            f"{_ref_word(fx)}: median {math.exp(st['median']):.1f}x, 99th percentile {math.exp(st['p99']):.1f}x; "
-           f"and {', '.join(cues)} ({int(row.ports)} port(s)); {own_txt}")
+           f"and {', '.join(said.get(c, c) for c in cues)} ({int(row.ports)} port(s)); {own_txt}")
     return Alert(rule=spec, source_ip=ip, message=f"{ip}{_origin(row)} {msg}", evidence=ev,
                  score=past(math.exp(rarity), math.exp(fence)), timestamp=row.first_ts,
                  details={"hour_rarity": round(math.exp(rarity), 2), "rarity_threshold": round(math.exp(fence), 2),
