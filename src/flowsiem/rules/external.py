@@ -621,6 +621,7 @@ def _explain_off_hours(fx, spec, i, rarity, own, floor_rarity, st, fence, deep_t
     busiest = int(np.argmax(profile))
     whose = "the clients'" if np.allclose(profile, _country_profiles_global(fx)) else f"{row.country} clients'"
     mine = [int(h) for h in np.flatnonzero(counts)]
+    awake = int(((counts > 0) & rare).sum())  # of the hours its clients hardly use
     ev = [Evidence("hour rarity: how many times less frequented its hours are than the clients' busiest hour "
                    "(geometric mean)", "ratio", observed=round(math.exp(rarity), 1),
                    baseline=None if is_missing(own) else round(math.exp(own), 1),
@@ -635,7 +636,7 @@ def _explain_off_hours(fx, spec, i, rarity, own, floor_rarity, st, fence, deep_t
                                                                   "quiet_hours": list(fx.quiet_hours)}),
           Evidence(f"hours it was active among those {whose.replace(chr(39), '')} hardly use "
                    f"(>= {spec.num('min_rarity'):g}x rarer than the busiest)", "hours",
-                   observed=int(((counts > 0) & rare).sum()), reference=[int(h) for h in np.flatnonzero(rare)],
+                   observed=awake, reference=[int(h) for h in np.flatnonzero(rare)],
                    threshold=round(spec.num("all_night_share") * int(rare.sum()), 1)),
           Evidence(f"share of {whose} activity in its busiest hours (each client weighs one)", "share",
                    observed={f"{h:02d}h": round(float(profile[h]), 4) for h in top},
@@ -649,7 +650,7 @@ def _explain_off_hours(fx, spec, i, rarity, own, floor_rarity, st, fence, deep_t
           Evidence("services (ports) it connected to", "ports", observed=int(row.ports), threshold=spec.num("probe_ports")),
           Evidence("hours with connections", "hours", observed=int(row.active_hours),
                    threshold=spec.num("min_active_hours"))]
-    said = {"all night": f"all night (active in {int(((counts > 0) & rare).sum())} of the {int(rare.sum())} hours they hardly use)"}
+    said = {"all night": f"all night (active in {awake} of the {int(rare.sum())} hours they hardly use)"}
     own_txt = (f"its baseline day: hours {math.exp(own):.1f}x rarer" if not is_missing(own) else
                _own(row, fmt_count(row.own_flows) + " flows"))
     msg = (f"opened {fmt_count(row.flows)} connections at {fmt_hours(mine)}, hours {whose.replace(chr(39), '')} "
