@@ -20,6 +20,11 @@ or more (`Alert.actionable`); low alerts are notices.
      barely touch are password guessing; varied sizes or a volume busy clients reach are not
   7  external request_flood, burst path: a busy working day a little above the busiest client's
      is not a burst (burst_share_baseline); an hour holding much of a client's day is
+  8  cnc: lookups on a host busy in most seconds are "followed by a connection" by coincidence,
+     which is not name resolution (dns.followed_share: follow_alpha); an updater resolving its
+     server before each check-in is
+  9  botnet: a company's popular websites make a new address of it on the same service possibly
+     the network's software (a notice), not a port nobody used with it (deployed_software)
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import HOUR, NET, PUBLIC_SERVER, hosts, make_clients_day, make_office_day, rows, with_lookups
+from conftest import HOUR, NET, POPULAR, PUBLIC_SERVER, hosts, make_clients_day, make_office_day, rows, with_lookups
 from test_hard_cases import _periodic, _random
 
 MINUTE = 6000  # centiseconds
@@ -373,3 +378,87 @@ def test_7_a_busy_working_day_above_the_busiest_is_not_a_burst(busy):
     assert not _of(busy, [ABOVE, REGULAR], family="external_abuse")
     (a,) = _of(busy, [SHORT], rule_id="external_abuse.request_flood")
     assert a.actionable and a.details["path"] == "burst"
+
+
+# --- 8  cnc: lookups "followed" on a host busy every second prove nothing ------------------------------
+
+BUSY_HOST, UPDATER = H30[7], H30[8]
+BUSY_C2, QUAD9 = "94.130.1.2", "9.9.9.9"  # a Hetzner address nobody queried; a public resolver
+
+
+def _busy_all_day(seed):
+    """A host with a connection in about two seconds of three from 08 to 18 h (a heavy client)."""
+    return rows(_random(40_000, 8, 18, seed), BUSY_HOST, POPULAR[0], up=800, down=4000)
+
+
+@pytest.fixture(scope="module")
+def lookups(tmp_path_factory):
+    polls = _periodic(300, 8, 18, seed=21, jitter=0.02)
+    test = pd.concat([
+        _dns_office_day(2), _busy_all_day(2),
+        rows(_periodic(90, 8, 18, seed=20, jitter=0.05), BUSY_HOST, BUSY_C2, proto="udp", port=53, up=90, down=160),
+        # an updater that finds its server through Quad9 before every check-in
+        rows(polls, UPDATER, QUAD9, proto="udp", port=53, up=70, down=120),
+        rows(polls + 100, UPDATER, POPULAR[3], up=900, down=5000),
+    ])
+    return _detect(tmp_path_factory, "lookups", pd.concat([_dns_office_day(1), _busy_all_day(1)]), test)
+
+
+def test_8_lookups_on_a_busy_host_are_not_name_resolution(lookups):
+    """A host with a connection in most seconds has one within three seconds of nearly any
+    instant: its C&C lookups look 'followed by a connection' by coincidence. Counted against
+    that chance (each second busy or not), they are not, and the new resolver on a machine
+    rhythm stays an alert."""
+    (a,) = _of(lookups, [BUSY_HOST], rule_id="cnc.new_resolver")
+    assert a.actionable and a.destination_ip == BUSY_C2, a.message
+    assert "followed by a connection" not in a.message
+
+
+def test_8_lookups_each_followed_by_a_check_in_are_name_resolution(lookups):
+    """An updater resolving its server through a public resolver before each check-in: a rhythm
+    to a new resolver, but every lookup leads to the connection it was for. A notice."""
+    cnc = _of(lookups, [UPDATER], family="cnc")
+    assert cnc and not any(a.actionable for a in cnc), [(a.rule.id, a.severity_name) for a in cnc]
+    assert any("followed by a connection" in a.message for a in cnc)
+
+
+# --- 9  botnet: a company's popular websites do not make every port of it the network's software -------
+
+H60 = hosts(60)
+OVH_SITE, OVH_AGENT, OVH_C2 = "92.222.115.5", "92.222.115.77", "92.222.115.234"  # OVH SAS addresses
+OVH_READERS = H60[:30]          # browse a site hosted at OVH on tcp/443 on both days (half the hosts)
+SAME_SERVICE = H60[40:44]       # today poll a new OVH address on tcp/443, as software hosted there would
+NEW_PORT = H60[50:54]           # today poll another new OVH address on tcp/8443, a port nobody used with OVH
+
+
+@pytest.fixture(scope="module")
+def hosting(tmp_path_factory):
+    def readers(seed):
+        return [rows(_random(15, 9, 17, seed + i), s, OVH_SITE, up=700, down=20_000) for i, s in enumerate(OVH_READERS)]
+
+    def poll(hosts_, dst, port, seed):
+        return [with_lookups(rows(_periodic(300, 0, 24, seed=seed + i), s, dst, port=port, up=500, down=900),
+                             share=0.3, seed=seed + i) for i, s in enumerate(hosts_)]
+    base = pd.concat([make_office_day(seed=1, n_hosts=60), *readers(100)])
+    test = pd.concat([make_office_day(seed=2, n_hosts=60), *readers(200), *poll(SAME_SERVICE, OVH_AGENT, 443, 300),
+                      *poll(NEW_PORT, OVH_C2, 8443, 400)])
+    return _detect(tmp_path_factory, "hosting", base, test)
+
+
+def test_9_new_address_of_a_familiar_company_on_its_service_is_a_notice(hosting):
+    """Half the hosts reach OVH on tcp/443 every day: a few hosts polling a new OVH address on that
+    service may be software the network runs there (a notice, as for the big clouds)."""
+    beacon = _of(hosting, SAME_SERVICE, rule_id="botnet.common_beacon")
+    assert {a.source_ip for a in beacon} == set(SAME_SERVICE)
+    assert not any(a.actionable for a in beacon)
+    assert all(a.details["service_host_share"] >= 0.4 for a in beacon)
+
+
+def test_9_a_port_nobody_used_with_that_company_is_not_its_software(hosting):
+    """The same company on tcp/8443, which no host used with it: popular websites do not make a
+    rented server's new port the network's software. A group beaconing there is a botnet alert."""
+    beacon = _of(hosting, NEW_PORT, rule_id="botnet.common_beacon")
+    assert {a.source_ip for a in beacon} == set(NEW_PORT)
+    assert all(a.actionable and a.destination_ip == OVH_C2 for a in beacon)
+    assert all(a.details["organisation_host_share"] >= 0.4 and a.details["service_host_share"] == 0 for a in beacon)
+    assert set(NEW_PORT) <= _flagged(hosting, "botnet")

@@ -286,7 +286,7 @@ def test_shared_timer_to_a_vendor_the_network_uses_is_a_notice(office, detect_da
     for src in (h[3], h[7], h[11], h[19]):
         a = beacon[src]
         assert a.severity_name == "low" and not a.actionable and "GOOGLE" in a.message and "deployed" in a.message
-        share = next(e for e in a.evidence if e.metric.startswith("share of the internal hosts that used"))
+        share = next(e for e in a.evidence if e.metric.startswith("share of the internal hosts that reached"))
         assert share.observed >= share.threshold == 0.1
     assert beacon[h[4]].severity_name == "high" and beacon[h[4]].actionable
     assert {a.source_ip for a in res.alerts if a.actionable} == {h[4], h[5]}

@@ -378,11 +378,14 @@ def common_beacon(ctx, spec) -> list[Alert]:
 
 def deployed_software(ctx, spec, dst, members, proto, port) -> dict:
     """Is a shared beacon to new address `dst` software the network runs? Either its company is
-    one many hosts use daily (familiar_host_share), or the beaconing hosts are, beyond chance
+    one many hosts reach daily on this very service (familiar_host_share: software talks to its
+    vendor on the vendor's service, so a port nobody used with that company is not the vendor's
+    agent, however popular the company's websites), or the beaconing hosts are, beyond chance
     (routine_alpha) and mostly (routine_share), the hosts that reached that company on the same
     service on the baseline day: the same routine answering from a new address."""
-    org, share = familiarity(ctx, dst)
+    org, org_share = familiarity(ctx, dst)
     users, hosts = company_service_users(ctx, org, proto, port) if org else (frozenset(), 0)
+    share = len(users) / hosts if hosts else 0.0
     k = len(set(members) & users)
     p = overlap_tail(k, len(members), len(users), hosts)
     routine = k >= spec.num("routine_share") * len(members) and p <= spec.num("routine_alpha")
@@ -391,7 +394,7 @@ def deployed_software(ctx, spec, dst, members, proto, port) -> dict:
     resolved = _resolved_share(ctx, spec, dst, members)
     hard_coded = resolved is not None and resolved < spec.num("resolved_share")
     vendor = share >= spec.num("familiar_host_share") or routine
-    return {"org": org, "share": share, "routine_hosts": k, "company_users": len(users), "hosts": hosts,
+    return {"org": org, "share": share, "org_share": org_share, "routine_hosts": k, "company_users": len(users), "hosts": hosts,
             "p": p, "routine": routine, "resolved": resolved, "hard_coded": vendor and hard_coded,
             "familiar": vendor and not hard_coded}
 
@@ -413,8 +416,8 @@ def _deployed_words(d, proto, port, n) -> str:
                 f"{fmt_service(proto, port)} on the baseline day (of {d['company_users']} of {d['hosts']} hosts, "
                 f"chance {d['p']:.1g}): the same software answering from a new address")
     if d["familiar"]:
-        return (f"; {d['org']} is an organisation {d['share']:.0%} of the hosts use daily: new software deployed "
-                f"on several machines (an agent, an updater) polls like this")
+        return (f"; {d['org']} is a company {d['share']:.0%} of the hosts reach on {fmt_service(proto, port)} daily: "
+                f"new software deployed on several machines (an agent, an updater) polls like this")
     return ""
 
 
@@ -434,7 +437,8 @@ def _explain_beacon(ctx, spec, dst, members, g, r) -> Alert:
                f"today {int(r.dst_hosts)} of {active_hosts(ctx)} active hosts use it"
                + _deployed_words(dep, r.proto, r.port, len(members)))
     evidence = [
-        Evidence("share of the internal hosts that used the destination's company on the baseline day",
+        Evidence("share of the internal hosts that reached the destination's company on the same service on the "
+                 "baseline day",
                  "share", observed=round(share, 4), threshold=spec.num("familiar_host_share")),
         Evidence("beaconing hosts that reached the destination's company on the same service on the baseline day",
                  "hosts", observed=dep["routine_hosts"], reference=len(members),
@@ -472,7 +476,8 @@ def _explain_beacon(ctx, spec, dst, members, g, r) -> Alert:
                  "bytes_up_median": round(float(r.size_med), 1),
                  "span_seconds": round((r.last_ts - r.first_ts).total_seconds(), 1),
                  "hosts_using_destination_today": int(r.dst_hosts), "organisation": org,
-                 "organisation_host_share": round(share, 4), "known_routine": dep["routine"],
+                 "organisation_host_share": round(dep["org_share"], 4), "service_host_share": round(share, 4),
+                 "known_routine": dep["routine"],
                  "known_routine_chance": dep["p"], "resolved_share": dep["resolved"]},
     )
 

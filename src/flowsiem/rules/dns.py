@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from ..network import INTERNAL_EXTERNAL, INTERNAL_INTERNAL
 from .beacon import beacon_score, beacon_stats, poisson_dispersion_p
-from .common import DNS_PORT, engine_table, is_internal, median, quantile, row_mask, upper_fence
+from .common import DNS_PORT, binomial_tail, engine_table, is_internal, median, quantile, row_mask, upper_fence
 
 FROM_INTERNAL = (INTERNAL_INTERNAL, INTERNAL_EXTERNAL)
 BASELINE_KEYS = ("forwarder_min_destinations", "forwarder_z", "established_min_hosts", "established_min_share")
@@ -195,16 +195,20 @@ def lonely_events(ctx, dns, window_s: int):
 
 def _by_chance(per_hour, events: str, busy: str, window_s: int):
     """Events expected to meet one of a host's `busy` seconds per hour within window_s + 1
-    seconds by coincidence (the busy seconds as a Poisson rate), per row of `per_hour`."""
-    chance = 1.0 - (-(per_hour[busy] / 3600.0) * (int(window_s) + 1)).map(math.exp)
-    return per_hour[events] * chance
+    seconds by coincidence, per row of `per_hour`: each second of the hour busy with chance
+    busy / 3600, independently. (Busy seconds are distinct, so a Poisson rate would undercount
+    the chance on a host busy in most seconds: 1 - e^-2.1 = 0.88 where 1 - 0.47^4 = 0.95.)"""
+    idle = (1.0 - (per_hour[busy] / 3600.0).clip(upper=1.0)) ** (int(window_s) + 1)
+    return per_hour[events] * (1.0 - idle)
 
 
-def followed_share(ctx, pairs_df, window_s: int) -> dict:
+def followed_share(ctx, pairs_df, window_s: int, alpha: float) -> dict:
     """(host, resolver) -> the share of its DNS events followed within window_s seconds by a
     connection (see lonely_events) beyond chance, for the given pairs: (followed - expected) /
     (events - expected), where expected counts the events a busy host's other connections would
-    follow by coincidence (its connection-seconds per hour, as a Poisson rate)."""
+    follow by coincidence (see _by_chance). 0 unless that many followed events would happen by
+    chance at most `alpha` of the time: on a host busy in most seconds, nearly every lookup is
+    "followed" anyway, and the share is noise, not evidence of name resolution."""
     if pairs_df is None or not len(pairs_df):
         return {}
     dns = dns_flows(ctx).semi_join(engine_table(ctx, pairs_df, ["src_ip", "dst_ip"]), ["src_ip", "dst_ip"])
@@ -223,7 +227,8 @@ def followed_share(ctx, pairs_df, window_s: int) -> dict:
     out = {}
     for s_, d, n, exp, lonely in df[["src_ip", "dst_ip", "events", "expected", "lonely"]].itertuples(index=False):
         followed = n - lonely
-        out[(s_, d)] = max(0.0, (followed - exp) / (n - exp)) if n - exp > 0 else 0.0
+        share = max(0.0, (followed - exp) / (n - exp)) if n - exp > 0 else 0.0
+        out[(s_, d)] = share if binomial_tail(int(followed), int(n), exp / n if n else 1.0) <= alpha else 0.0
     return out
 
 
