@@ -242,6 +242,8 @@ def _explain_unanswered(ctx, spec, r, v) -> Alert:
 @rule("cnc.dns_burst")
 def dns_burst(ctx, spec) -> list[Alert]:
     per_min = _dns_minutes(ctx, spec)
+    if per_min is None:
+        return []
     skip = _long_queries(ctx, spec) | _resolvers(ctx)
     alerts = []
     for host, g in per_min.groupby("src_ip"):
@@ -278,18 +280,27 @@ def _long_queries(ctx, spec) -> set:
 def _dns_minutes(ctx, spec):
     """Per internal host and minute: DNS lookups (flows: each query has its own source port),
     the seconds with lookups, and those seconds not followed within follow_window_s by a
-    connection of the same host (the names led nowhere)."""
+    connection of the same host (the names led nowhere) -- for the hosts that reach min_lookups
+    in some window_minutes (None when none does: the costly follow-up test is for those only)."""
+    import ibis
+
     from .dns import dns_events, dns_flows, lonely_events
 
-    dns = dns_flows(ctx)
-    ev = dns_events(dns)
-    lone = lonely_events(ctx, dns, int(spec.num("follow_window_s")))
-
     def per_minute(t, **agg):
-        t = t.mutate(minute=(t.ts.epoch_seconds() / 60).floor())
+        t = t.mutate(minute=(t.ts.epoch_seconds() / 60).floor().cast("int64"))
         return t.group_by("src_ip", "minute").aggregate(**{k: f(t) for k, f in agg.items()})
 
-    a = per_minute(dns, lookups=lambda t: t.count())
+    a = per_minute(dns_flows(ctx), lookups=lambda t: t.count())
+    win = ibis.window(group_by=a.src_ip, order_by=a.minute, range=(-(int(spec.num("window_minutes")) - 1), 0))
+    r = a.mutate(in_window=a.lookups.sum().over(win))
+    busy = r.filter(r.in_window >= spec.num("min_lookups")).select("src_ip").distinct().to_pandas()
+    if not len(busy):
+        return None
+    busy = engine_table(ctx, busy)
+    dns = dns_flows(ctx).semi_join(busy, "src_ip")
+    ev = dns_events(dns)
+    lone = lonely_events(ctx, dns, int(spec.num("follow_window_s")))
+    a = a.semi_join(busy, "src_ip")
     b = per_minute(ev, seconds=lambda t: t.count())
     c = per_minute(lone, lonely=lambda t: t.count())
     j = a.left_join(b, ["src_ip", "minute"]).select("src_ip", "minute", "lookups", "seconds")

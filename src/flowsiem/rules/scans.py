@@ -89,19 +89,23 @@ def brute_force(ctx, spec) -> list[Alert]:
 
 
 def _attempt_series(ctx, spec):
-    """Per outside source -> internal (dst, proto, port): connections, the spread of their sizes
-    and the busiest minute."""
+    """Per outside source -> internal (dst, proto, port) with enough connections, fast enough:
+    connections, the busiest minute and the quartiles of the request and reply sizes (each
+    column's three in one pass: one sort, not three)."""
+    keys = ["src_ip", "dst_ip", "proto", "port"]
     f = ctx.inbound
     f = f.mutate(minute=(f.ts.epoch_seconds() / 60).floor(), size=f.up_bytes.fill_null(0).cast("float64"),
                  reply=f.down_bytes.fill_null(0).cast("float64"))
-    m = f.group_by("src_ip", "dst_ip", "proto", "port", "minute").aggregate(c=f.count())
-    peak = m.group_by("src_ip", "dst_ip", "proto", "port").aggregate(peak=m.c.max(), minutes=m.count())
-    g = f.group_by("src_ip", "dst_ip", "proto", "port").aggregate(
-        attempts=f.count(), size_q1=f.size.quantile(0.25), size_med=f.size.quantile(0.5),
-        size_q3=f.size.quantile(0.75), reply_q1=f.reply.quantile(0.25), reply_med=f.reply.quantile(0.5),
-        reply_q3=f.reply.quantile(0.75), first_ts=f.ts.min(), last_ts=f.ts.max())
-    g = g.filter(g.attempts >= spec.num("min_attempts"))
-    return g.join(peak, ["src_ip", "dst_ip", "proto", "port"]).to_pandas()
+    m = f.group_by(*keys, "minute").aggregate(c=f.count())
+    peak = m.group_by(*keys).aggregate(peak=m.c.max(), minutes=m.count(), attempts=m.c.sum())
+    peak = peak.filter((peak.attempts >= spec.num("min_attempts")) & (peak.peak >= spec.num("min_per_minute")))
+    g = f.group_by(*keys).aggregate(size_q=f.size.quantile([0.25, 0.5, 0.75]),
+                                    reply_q=f.reply.quantile([0.25, 0.5, 0.75]), first_ts=f.ts.min(), last_ts=f.ts.max())
+    df = g.join(peak, keys).to_pandas()
+    for col in ("size", "reply"):
+        q = [list(v) for v in df.pop(f"{col}_q")]
+        df[f"{col}_q1"], df[f"{col}_med"], df[f"{col}_q3"] = ([v[i] for v in q] for i in range(3))
+    return df
 
 
 def _spread(spec, q1, med, q3) -> float:
