@@ -314,9 +314,10 @@ def attach_examples(ctx: DetectContext, alerts: list, n: int) -> None:
                             ).drop_duplicates()
         kt = ctx.engine.from_arrow(pa.Table.from_pandas(keys, preserve_index=False))
         t = table.select("ts", "src_ip", "dst_ip", "proto", "port", "up_bytes", "down_bytes")
-        j = t.join(kt, (t.src_ip == kt.k_src)
-                   & ((kt.k_dst == "") | (t.dst_ip == kt.k_dst))
-                   & ((kt.k_port == -1) | (t.port == kt.k_port)))
+        # Join on the source alone (an equi-join the engine hashes), then keep the flows that
+        # match the alert's destination and port where it names them.
+        j = t.join(kt, t.src_ip == kt.k_src)
+        j = j.filter(((j.k_dst == "") | (j.dst_ip == j.k_dst)) & ((j.k_port == -1) | (j.port == j.k_port)))
         # Largest uploads first: the flows an analyst wants to see.
         j = j.mutate(rn=ibis.row_number().over(group_by=[j.k_src, j.k_dst, j.k_port],
                                                order_by=[ibis.desc(j.up_bytes), j.ts]))
