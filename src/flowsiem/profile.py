@@ -466,8 +466,10 @@ def _hosts_table(edges, host_hours, host_sizes, server_ips):
 
 def main_service(t, ips):
     """Per client (in the order of `ips`): the service it used most, as 'proto/port' (clients of a
-    VPN, a mail relay or a web site are judged against the clients of the same service)."""
-    svc = t.group_by(ip=t.src_ip, proto=t.proto, port=t.port).aggregate(n=t.count()).to_pandas()
+    VPN, a mail relay or a web site are judged against the clients of the same service). `t`:
+    flows, or an aggregate of them with a `flows` count per row."""
+    n = t.flows.sum() if "flows" in t.columns else t.count()
+    svc = t.group_by(ip=t.src_ip, proto=t.proto, port=t.port).aggregate(n=n).to_pandas()
     svc = svc.sort_values(["n", "port"], ascending=[False, True]).drop_duplicates("ip")
     name = svc.proto.astype(str) + "/" + svc.port.astype("Int64").astype(str)
     return ips.map(dict(zip(svc.ip, name))).to_numpy()
@@ -496,15 +498,19 @@ def _profile_servers(servers, engine, model, geo, opts: ProfileOptions, bucket_s
     _report_read(read)
     t = read.table
     t = t.mutate(hour=t.ts.hour().cast("int8"))
-    clients = t.group_by(ip=t.src_ip).aggregate(
+    # One pass over the flows to (client, server, service, hour); the tables below from it.
+    a = engine.materialize(t.group_by("src_ip", "dst_ip", "proto", "port", "hour").aggregate(
         flows=t.count(), up_bytes=t.up_bytes.sum(), down_bytes=t.down_bytes.sum(),
-        servers=t.dst_ip.nunique(), active_hours=t.hour.nunique(),
-        first_ts=t.ts.min(), last_ts=t.ts.max(),
+        first_ts=t.ts.min(), last_ts=t.ts.max()))
+    clients = a.group_by(ip=a.src_ip).aggregate(
+        flows=a.flows.sum(), up_bytes=a.up_bytes.sum(), down_bytes=a.down_bytes.sum(),
+        servers=a.dst_ip.nunique(), active_hours=a.hour.nunique(),
+        first_ts=a.first_ts.min(), last_ts=a.last_ts.max(),
     ).to_pandas()
-    by_hour_client = t.group_by(ip=t.src_ip, hour=t.hour).aggregate(flows=t.count()).to_pandas()
-    clients["service"] = main_service(t, clients.ip)
-    srv = t.group_by(ip=t.dst_ip, proto=t.proto, port=t.port).aggregate(
-        flows=t.count(), clients=t.src_ip.nunique(), up_bytes=t.up_bytes.sum(), down_bytes=t.down_bytes.sum(),
+    by_hour_client = a.group_by(ip=a.src_ip, hour=a.hour).aggregate(flows=a.flows.sum()).to_pandas()
+    clients["service"] = main_service(a, clients.ip)
+    srv = a.group_by(ip=a.dst_ip, proto=a.proto, port=a.port).aggregate(
+        flows=a.flows.sum(), clients=a.src_ip.nunique(), up_bytes=a.up_bytes.sum(), down_bytes=a.down_bytes.sum(),
     ).to_pandas().sort_values(["ip", "proto", "port"])
     describe = _describe(t.mutate(k=0), "k").get(0, {})
 
