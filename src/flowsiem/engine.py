@@ -14,6 +14,7 @@ from dataclasses import dataclass
 ENGINES = ("duckdb", "spark")
 
 _ADDRESS = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_VIEW_MAX_ROWS = 100_000  # Arrow tables up to this size are registered as views rather than copied
 
 
 def is_address(path: str) -> bool:
@@ -57,7 +58,11 @@ class Engine:
 
         name = name or ibis.util.gen_name("flows")
         if self.name == "duckdb":
-            return self.con.create_table(name, arrow_table, temp=True)
+            if arrow_table.num_rows > _VIEW_MAX_ROWS:  # copied into the engine, compressed; the Arrow one can go
+                return self.con.create_table(name, arrow_table, temp=True)
+            # A small table (the rules' candidate keys): a view over it, no CREATE (tens of ms each)
+            self.con.con.register(name, arrow_table)
+            return self.con.table(name)
         # Spark: a temporary view of an in-memory DataFrame (Ibis's create_table would write a
         # persistent table into the warehouse directory).
         session = self.con._session

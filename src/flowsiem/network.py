@@ -107,13 +107,14 @@ class NetworkModel:
 
     def is_unicast_host(self, ip: str) -> bool:
         """False for multicast, broadcast (limited or of an internal network) and unparseable
-        addresses: those can be destinations but never servers or hosts."""
-        a = _parse(ip)
-        if a is None or a.is_multicast or a.is_unspecified:
-            return False
-        if a.version == 4 and (a == ipaddress.IPv4Address("255.255.255.255") or a in self._broadcasts()):
-            return False
-        return True
+        addresses: those can be destinations but never servers or hosts. Remembered per address
+        (the rules ask about the same hosts many times)."""
+        memo = self.__dict__.setdefault("_unicast_memo", {})
+        if ip not in memo:
+            a = _parse(ip)
+            memo[ip] = not (a is None or a.is_multicast or a.is_unspecified or (
+                a.version == 4 and (a == ipaddress.IPv4Address("255.255.255.255") or a in self._broadcasts())))
+        return memo[ip]
 
     @classmethod
     def from_option_or_sources(cls, internal: str | None, source_ips) -> "NetworkModel":

@@ -73,7 +73,8 @@ def _read_yaml(path: Path) -> dict:
     import yaml
 
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        # libyaml's parser when PyYAML has it: 20x faster than the pure-Python one, same documents
+        data = yaml.load(Path(path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
     except FileNotFoundError:
         raise UsageError(f"{path}: rules file not found") from None
     except yaml.YAMLError as exc:
