@@ -202,20 +202,24 @@ def _by_chance(per_hour, events: str, busy: str, window_s: int):
     return per_hour[events] * (1.0 - idle)
 
 
-def followed_share(ctx, pairs_df, window_s: int, alpha: float) -> dict:
+def followed_share(ctx, pairs_df, window_s: int, alpha: float, control_s: int) -> dict:
     """(host, resolver) -> the share of its DNS events followed within window_s seconds by a
     connection (see lonely_events) beyond chance, for the given pairs: (followed - expected) /
-    (events - expected), where expected counts the events a busy host's other connections would
-    follow by coincidence (see _by_chance). 0 unless that many followed events would happen by
-    chance at most `alpha` of the time: on a host busy in most seconds, nearly every lookup is
-    "followed" anyway, and the share is noise, not evidence of name resolution."""
+    (events - expected). Expected: the larger of what the host's busy seconds per hour would give
+    (see _by_chance) and what the same lookups moved back by a quarter, a half, three quarters and
+    all of control_s seconds meet (the host's activity around its lookups, before them, where a
+    lookup cannot have caused it: a busy session is busy there too). 0 unless that many followed
+    events would happen by chance at most `alpha` of the time: on a busy host nearly every lookup
+    is "followed" anyway, and the share is noise, not evidence of name resolution."""
+    import pandas as pd
+
     if pairs_df is None or not len(pairs_df):
         return {}
     dns = dns_flows(ctx).semi_join(engine_table(ctx, pairs_df, ["src_ip", "dst_ip"]), ["src_ip", "dst_ip"])
     ev = dns_events(dns)
     per_hour = ev.group_by("src_ip", "dst_ip", "hour").aggregate(events=ev.count()).to_pandas()
-    lone = lonely_events(ctx, dns, window_s)
-    k = lone.group_by("src_ip", "dst_ip").aggregate(lonely=lone.count()).to_pandas()
+    shifts = [0] + [round(control_s * q) for q in (0.25, 0.5, 0.75, 1.0)]
+    hits = _followed_by_shift(ctx, ev, pairs_df[["src_ip"]], window_s, shifts)
     f = ctx.flows
     conn = f.filter((f.port != DNS_PORT).fill_null(True)).semi_join(engine_table(ctx, pairs_df[["src_ip"]]), "src_ip")
     conn = conn.select("src_ip", "hour", sec=conn.ts.epoch_seconds().floor()).distinct()
@@ -223,13 +227,33 @@ def followed_share(ctx, pairs_df, window_s: int, alpha: float) -> dict:
     per_hour = per_hour.merge(rate, on=["src_ip", "hour"], how="left").fillna({"busy": 0})
     per_hour["expected"] = _by_chance(per_hour, "events", "busy", window_s)
     df = per_hour.groupby(["src_ip", "dst_ip"], as_index=False)[["events", "expected"]].sum()
-    df = df.merge(k, on=["src_ip", "dst_ip"], how="left").fillna({"lonely": 0})
+    by_shift = hits.pivot_table(index=["src_ip", "dst_ip"], columns="shift", values="followed", aggfunc="sum") \
+        .reindex(columns=shifts).fillna(0) if len(hits) else pd.DataFrame(columns=shifts)
     out = {}
-    for s_, d, n, exp, lonely in df[["src_ip", "dst_ip", "events", "expected", "lonely"]].itertuples(index=False):
-        followed = n - lonely
+    for s_, d, n, exp in df[["src_ip", "dst_ip", "events", "expected"]].itertuples(index=False):
+        row = by_shift.loc[(s_, d)] if (s_, d) in by_shift.index else pd.Series(0.0, index=shifts)
+        followed = float(row[0])
+        exp = max(exp, float(row[shifts[1:]].mean()))  # the control shifts' mean count
         share = max(0.0, (followed - exp) / (n - exp)) if n - exp > 0 else 0.0
         out[(s_, d)] = share if binomial_tail(int(followed), int(n), exp / n if n else 1.0) <= alpha else 0.0
     return out
+
+
+def _followed_by_shift(ctx, ev, hosts_df, window_s: int, shifts: list[int]):
+    """Per (src_ip, dst_ip, shift): the DNS events `ev` that, moved back by `shift` seconds, have
+    a connection (not DNS) of the same host within window_s seconds after them (pandas)."""
+    import pandas as pd
+
+    f = ctx.flows
+    conn = f.filter((f.port != DNS_PORT).fill_null(True)).semi_join(engine_table(ctx, hosts_df, ["src_ip"]), "src_ip")
+    conn = conn.select(c_src=conn.src_ip, c_sec=conn.ts.epoch_seconds().floor()).distinct()
+    so = engine_table(ctx, pd.DataFrame([(s, k) for s in shifts for k in range(int(window_s) + 1)],
+                                        columns=["shift", "k"]))
+    x = ev.select("src_ip", "dst_ip", "sec").cross_join(so)
+    x = x.mutate(c_sec=x.sec - x.shift + x.k)
+    hit = x.semi_join(conn, (x.src_ip == conn.c_src) & (x.c_sec == conn.c_sec)).select(
+        "src_ip", "dst_ip", "sec", "shift").distinct()
+    return hit.group_by("src_ip", "dst_ip", "shift").aggregate(followed=hit.count()).to_pandas()
 
 
 def resolved_counts(ctx, pairs_df, window_s: int):
