@@ -20,9 +20,9 @@ or more (`Alert.actionable`); low alerts are notices.
      barely touch are password guessing; varied sizes or a volume busy clients reach are not
   7  external request_flood, burst path: a busy working day a little above the busiest client's
      is not a burst (burst_share_baseline); an hour holding much of a client's day is
-  8  cnc: lookups on a host busy in most seconds are "followed by a connection" by coincidence,
-     which is not name resolution (dns.followed_share: follow_alpha); an updater resolving its
-     server before each check-in is
+  8  cnc: lookups on a host busy in most seconds, or only in sessions, are "followed by a
+     connection" by coincidence, which is not name resolution (dns.followed_share: follow_alpha,
+     follow_control_windows); an updater resolving its server before each check-in is
   9  botnet: a company's popular websites make a new address of it on the same service possibly
      the network's software (a notice), not a port nobody used with it (deployed_software)
 """
@@ -382,13 +382,33 @@ def test_7_a_busy_working_day_above_the_busiest_is_not_a_burst(busy):
 
 # --- 8  cnc: lookups "followed" on a host busy every second prove nothing ------------------------------
 
-BUSY_HOST, UPDATER = H30[7], H30[8]
-BUSY_C2, QUAD9 = "94.130.1.2", "9.9.9.9"  # a Hetzner address nobody queried; a public resolver
+BUSY_HOST, UPDATER, IN_SESSIONS = H30[7], H30[8], H30[9]
+BUSY_C2, QUAD9, SESSION_C2 = "94.130.1.2", "9.9.9.9", "94.130.1.3"  # Hetzner addresses nobody queried; a public resolver
 
 
 def _busy_all_day(seed):
     """A host with a connection in about two seconds of three from 08 to 18 h (a heavy client)."""
     return rows(_random(40_000, 8, 18, seed), BUSY_HOST, POPULAR[0], up=800, down=4000)
+
+
+def _sessions(seed):
+    """08-18 h: sessions of 5-20 minutes with gaps of 5-25 minutes (about 45 % of the seconds)."""
+    rng, t, out = np.random.default_rng(seed), 8 * HOUR, []
+    while t < 18 * HOUR:
+        length = int(rng.uniform(5, 20) * MINUTE)
+        out.append((t, t + length))
+        t += length + int(rng.uniform(5, 25) * MINUTE)
+    return out
+
+
+def _sessions_day(seed):
+    """A connection every second through each session, nothing in between."""
+    ts = np.concatenate([np.arange(a, b, 100) for a, b in _sessions(seed)])
+    return rows(ts, IN_SESSIONS, POPULAR[1], up=600, down=3000)
+
+
+def _while_in_session(ts, seed):
+    return ts[np.any([(ts >= a) & (ts < b) for a, b in _sessions(seed)], axis=0)]
 
 
 @pytest.fixture(scope="module")
@@ -400,8 +420,13 @@ def lookups(tmp_path_factory):
         # an updater that finds its server through Quad9 before every check-in
         rows(polls, UPDATER, QUAD9, proto="udp", port=53, up=70, down=120),
         rows(polls + 100, UPDATER, POPULAR[3], up=900, down=5000),
+        # an implant that polls its resolver every minute only while the user works (sessions)
+        _sessions_day(2),
+        rows(_while_in_session(_periodic(60, 8, 18, seed=22, jitter=0.02), 2), IN_SESSIONS, SESSION_C2,
+             proto="udp", port=53, up=90, down=160),
     ])
-    return _detect(tmp_path_factory, "lookups", pd.concat([_dns_office_day(1), _busy_all_day(1)]), test)
+    base = pd.concat([_dns_office_day(1), _busy_all_day(1), _sessions_day(1)])
+    return _detect(tmp_path_factory, "lookups", base, test)
 
 
 def test_8_lookups_on_a_busy_host_are_not_name_resolution(lookups):
@@ -412,6 +437,15 @@ def test_8_lookups_on_a_busy_host_are_not_name_resolution(lookups):
     (a,) = _of(lookups, [BUSY_HOST], rule_id="cnc.new_resolver")
     assert a.actionable and a.destination_ip == BUSY_C2, a.message
     assert "followed by a connection" not in a.message
+
+
+def test_8_lookups_only_while_the_user_is_busy_are_not_name_resolution(lookups):
+    """An implant that polls only while the machine is in use (sessions of constant activity):
+    every lookup falls in a busy session, so a connection follows it, far more often than the
+    hour's busy share (under half) would say. The seconds just before each lookup are about as
+    busy: the session, not the lookup, brings the connections. The alert stays."""
+    (a,) = _of(lookups, [IN_SESSIONS], rule_id="cnc.new_resolver")
+    assert a.actionable and a.destination_ip == SESSION_C2, a.message
 
 
 def test_8_lookups_each_followed_by_a_check_in_are_name_resolution(lookups):

@@ -90,7 +90,7 @@ def _not_name_resolution(ctx, spec, found):
         return [(r, v) for r, v in found if r.port != DNS_PORT]
     pairs = pd.DataFrame({"src_ip": [r.src_ip for r, _ in dns], "dst_ip": [r.dst_ip for r, _ in dns]})
     share = followed_share(ctx, pairs, int(spec.num("follow_window_s")), spec.num("follow_alpha"),
-                            int(spec.num("follow_control_s")))
+                            int(spec.num("follow_control_windows")))
     return [(r, v) for r, v in found
             if r.port != DNS_PORT or share.get((r.src_ip, r.dst_ip), 0.0) < spec.num("followed_share")]
 
@@ -361,7 +361,7 @@ def rare_resolver(ctx, spec) -> list[Alert]:
     rare = df[df.hosts <= spec.num("max_hosts_share") * dns_hosts]
     pairs = rare[["src_ip", "dst_ip"]]
     followed = followed_share(ctx, pairs, int(spec.num("follow_window_s")), spec.num("follow_alpha"),
-                            int(spec.num("follow_control_s")))
+                            int(spec.num("follow_control_windows")))
     rhythm = dns_rhythm(ctx, dns_flows(ctx), pairs)
     alerts = []
     for r in rare.itertuples():

@@ -89,7 +89,7 @@ def new_resolver(ctx, spec) -> list[Alert]:
     # lookups followed by the connection they resolved are a person's or an agent's, not C&C
     follow = followed_share(ctx, _pairs([(h, v["dst"]) for h, vs in judged.items() for v in vs]),
                             int(spec.num("follow_window_s")), spec.num("follow_alpha"),
-                            int(spec.num("follow_control_s")))
+                            int(spec.num("follow_control_windows")))
     for host, vs in judged.items():
         for v in vs:
             v["followed"] = follow.get((host, v["dst"]), 0.0)
@@ -230,7 +230,7 @@ def periodic_dns(ctx, spec) -> list[Alert]:
     # polls followed by the connection they resolved are an updater or agent checking in, not C&C
     follow = followed_share(ctx, _pairs([(h, v["dst"]) for h, v in found.items()]), int(spec.num("follow_window_s")),
                             spec.num("follow_alpha"),
-                            int(spec.num("follow_control_s")))
+                            int(spec.num("follow_control_windows")))
     for host, v in list(found.items()):
         v["followed"] = follow.get((host, v["dst"]), 0.0)
         if v["followed"] >= spec.num("followed_share"):

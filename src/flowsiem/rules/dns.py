@@ -202,13 +202,13 @@ def _by_chance(per_hour, events: str, busy: str, window_s: int):
     return per_hour[events] * (1.0 - idle)
 
 
-def followed_share(ctx, pairs_df, window_s: int, alpha: float, control_s: int) -> dict:
+def followed_share(ctx, pairs_df, window_s: int, alpha: float, control_windows: int) -> dict:
     """(host, resolver) -> the share of its DNS events followed within window_s seconds by a
     connection (see lonely_events) beyond chance, for the given pairs: (followed - expected) /
     (events - expected). Expected: the larger of what the host's busy seconds per hour would give
-    (see _by_chance) and what the same lookups moved back by a quarter, a half, three quarters and
-    all of control_s seconds meet (the host's activity around its lookups, before them, where a
-    lookup cannot have caused it: a busy session is busy there too). 0 unless that many followed
+    (see _by_chance) and what the same lookups moved back by one to control_windows windows meet
+    (the seconds just before each lookup, which it cannot have caused: a host busy around its
+    lookups, in a session or in every second, is busy there too). 0 unless that many followed
     events would happen by chance at most `alpha` of the time: on a busy host nearly every lookup
     is "followed" anyway, and the share is noise, not evidence of name resolution."""
     import pandas as pd
@@ -218,7 +218,7 @@ def followed_share(ctx, pairs_df, window_s: int, alpha: float, control_s: int) -
     dns = dns_flows(ctx).semi_join(engine_table(ctx, pairs_df, ["src_ip", "dst_ip"]), ["src_ip", "dst_ip"])
     ev = dns_events(dns)
     per_hour = ev.group_by("src_ip", "dst_ip", "hour").aggregate(events=ev.count()).to_pandas()
-    shifts = [0] + [round(control_s * q) for q in (0.25, 0.5, 0.75, 1.0)]
+    shifts = [0] + [-(int(window_s) + 1) * j for j in range(1, int(control_windows) + 1)]
     hits = _followed_by_shift(ctx, ev, pairs_df[["src_ip"]], window_s, shifts)
     f = ctx.flows
     conn = f.filter((f.port != DNS_PORT).fill_null(True)).semi_join(engine_table(ctx, pairs_df[["src_ip"]]), "src_ip")
@@ -240,7 +240,7 @@ def followed_share(ctx, pairs_df, window_s: int, alpha: float, control_s: int) -
 
 
 def _followed_by_shift(ctx, ev, hosts_df, window_s: int, shifts: list[int]):
-    """Per (src_ip, dst_ip, shift): the DNS events `ev` that, moved back by `shift` seconds, have
+    """Per (src_ip, dst_ip, shift): the DNS events `ev` that, moved by `shift` seconds, have
     a connection (not DNS) of the same host within window_s seconds after them (pandas)."""
     import pandas as pd
 
@@ -250,7 +250,7 @@ def _followed_by_shift(ctx, ev, hosts_df, window_s: int, shifts: list[int]):
     so = engine_table(ctx, pd.DataFrame([(s, k) for s in shifts for k in range(int(window_s) + 1)],
                                         columns=["shift", "k"]))
     x = ev.select("src_ip", "dst_ip", "sec").cross_join(so)
-    x = x.mutate(c_sec=x.sec - x.shift + x.k)
+    x = x.mutate(c_sec=x.sec + x.shift + x.k)
     hit = x.semi_join(conn, (x.src_ip == conn.c_src) & (x.c_sec == conn.c_sec)).select(
         "src_ip", "dst_ip", "sec", "shift").distinct()
     return hit.group_by("src_ip", "dst_ip", "shift").aggregate(followed=hit.count()).to_pandas()
