@@ -180,17 +180,25 @@ def lonely_events(ctx, dns, window_s: int):
     the same host. A lookup followed by the connection it was for is name resolution (an updater
     checking in, a user opening a site); C&C over DNS carries its messages in the DNS itself and
     needs no connection. Computed in the engine."""
+    ev = dns_events(dns)
+    followed = _followed_events(ctx, ev, window_s, [0])
+    return ev.anti_join(followed.select("src_ip", "dst_ip", "sec"), ["src_ip", "dst_ip", "sec"])
+
+
+def _followed_events(ctx, ev, window_s: int, shifts: list[int]):
+    """(src_ip, dst_ip, sec, shift) of the DNS events `ev` (dns_events) that, moved by `shift`
+    seconds, have a connection (not DNS) of the same host within window_s seconds after them."""
     import pandas as pd
 
-    ev = dns_events(dns)
     f = ctx.flows
     conn = f.filter((f.port != DNS_PORT).fill_null(True)).semi_join(ev.select("src_ip").distinct(), "src_ip")
     conn = conn.select(c_src=conn.src_ip, c_sec=conn.ts.epoch_seconds().floor()).distinct()
-    offsets = engine_table(ctx, pd.DataFrame({"k": range(int(window_s) + 1)}))
-    shifted = ev.select("src_ip", "dst_ip", "sec").cross_join(offsets)
-    shifted = shifted.mutate(c_sec=shifted.sec + shifted.k)
-    followed = shifted.semi_join(conn, (shifted.src_ip == conn.c_src) & (shifted.c_sec == conn.c_sec))
-    return ev.anti_join(followed.select("src_ip", "dst_ip", "sec").distinct(), ["src_ip", "dst_ip", "sec"])
+    so = engine_table(ctx, pd.DataFrame([(s, k) for s in shifts for k in range(int(window_s) + 1)],
+                                        columns=["shift", "k"]))
+    x = ev.select("src_ip", "dst_ip", "sec").cross_join(so)
+    x = x.mutate(c_sec=x.sec + x.shift + x.k)
+    return x.semi_join(conn, (x.src_ip == conn.c_src) & (x.c_sec == conn.c_sec)).select(
+        "src_ip", "dst_ip", "sec", "shift").distinct()
 
 
 def _by_chance(per_hour, events: str, busy: str, window_s: int):
@@ -219,7 +227,8 @@ def followed_share(ctx, pairs_df, window_s: int, alpha: float, control_windows: 
     ev = dns_events(dns)
     per_hour = ev.group_by("src_ip", "dst_ip", "hour").aggregate(events=ev.count()).to_pandas()
     shifts = [0] + [-(int(window_s) + 1) * j for j in range(1, int(control_windows) + 1)]
-    hits = _followed_by_shift(ctx, ev, pairs_df[["src_ip"]], window_s, shifts)
+    hit = _followed_events(ctx, ev, window_s, shifts)
+    hits = hit.group_by("src_ip", "dst_ip", "shift").aggregate(followed=hit.count()).to_pandas()
     f = ctx.flows
     conn = f.filter((f.port != DNS_PORT).fill_null(True)).semi_join(engine_table(ctx, pairs_df[["src_ip"]]), "src_ip")
     conn = conn.select("src_ip", "hour", sec=conn.ts.epoch_seconds().floor()).distinct()
@@ -237,23 +246,6 @@ def followed_share(ctx, pairs_df, window_s: int, alpha: float, control_windows: 
         share = max(0.0, (followed - exp) / (n - exp)) if n - exp > 0 else 0.0
         out[(s_, d)] = share if binomial_tail(int(followed), int(n), exp / n if n else 1.0) <= alpha else 0.0
     return out
-
-
-def _followed_by_shift(ctx, ev, hosts_df, window_s: int, shifts: list[int]):
-    """Per (src_ip, dst_ip, shift): the DNS events `ev` that, moved by `shift` seconds, have
-    a connection (not DNS) of the same host within window_s seconds after them (pandas)."""
-    import pandas as pd
-
-    f = ctx.flows
-    conn = f.filter((f.port != DNS_PORT).fill_null(True)).semi_join(engine_table(ctx, hosts_df, ["src_ip"]), "src_ip")
-    conn = conn.select(c_src=conn.src_ip, c_sec=conn.ts.epoch_seconds().floor()).distinct()
-    so = engine_table(ctx, pd.DataFrame([(s, k) for s in shifts for k in range(int(window_s) + 1)],
-                                        columns=["shift", "k"]))
-    x = ev.select("src_ip", "dst_ip", "sec").cross_join(so)
-    x = x.mutate(c_sec=x.sec + x.shift + x.k)
-    hit = x.semi_join(conn, (x.src_ip == conn.c_src) & (x.c_sec == conn.c_sec)).select(
-        "src_ip", "dst_ip", "sec", "shift").distinct()
-    return hit.group_by("src_ip", "dst_ip", "shift").aggregate(followed=hit.count()).to_pandas()
 
 
 def resolved_counts(ctx, pairs_df, window_s: int):
