@@ -308,3 +308,23 @@ def test_shared_timer_to_a_vendor_s_address_without_lookups_is_a_botnet(office, 
         assert a.severity_name == "high" and a.actionable and "written into it" in a.message, a.message
         resolved = next(e for e in a.evidence if e.metric.startswith("share of the group's connections"))
         assert resolved.observed < resolved.threshold
+
+
+def test_fanout_on_one_timer_is_a_monitor_notice_and_a_spreading_host_is_not(office, detect_day):
+    """Two hosts each open new links to four internal peers on a port nobody used host-to-host:
+    one polls them all on one tight timer (a monitoring or management system: a notice saying
+    so), the other reaches them at random times (spreading: an alert). Both fan-outs are scored
+    together in one engine query; each keeps its own verdict."""
+    rng = np.random.default_rng(31)
+    h = hosts()
+    base, test = office(seed=1), office(seed=2)
+    monitor, spreader = h[2], h[3]
+    polls = [_beacon(rng, monitor, dst, period_s=300, start_h=0.2, end_h=23.8, jitter=0.01, port=10050, up=200)
+             for dst in h[10:14]]
+    spread = [rows(_spread(rng, 12), spreader, dst, port=10050, up=900, down=1500) for dst in h[15:19]]
+    test = pd.concat([test, *polls, *spread], ignore_index=True).sort_values("timestamp", kind="stable")
+    res = detect_day(base, test, disable=OTHERS)
+    peers = _by_rule(res, "botnet.new_internal_peers")
+    assert {monitor, spreader} <= set(peers)
+    assert not peers[monitor].actionable and "monitoring or management system" in peers[monitor].message
+    assert peers[spreader].actionable and "monitoring" not in peers[spreader].message

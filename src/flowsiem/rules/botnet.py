@@ -283,26 +283,35 @@ def new_internal_peers(ctx, spec) -> list[Alert]:
     links = links[~links.established].reset_index(drop=True)
     overlay = set(p2p_links(links, int(spec.num("min_relays"))).pair)
     links["overlay"] = links.pair.isin(overlay)
-    alerts = []
+    found = []
     for host, g in links.groupby("src_ip"):
         fan = g.groupby(["proto", "port"]).dst_ip.nunique()
         fan_svcs = {k for k, n in fan.items() if n >= spec.t("min_fanout_peers")}
-        hit = g[g.overlay.to_numpy(dtype=bool) | [(p, q) in fan_svcs for p, q in zip(g.proto, g.port)]]
+        on_fan = [(p, q) in fan_svcs for p, q in zip(g.proto, g.port)]
+        hit = g[g.overlay.to_numpy(dtype=bool) | on_fan]
         if len(hit):
-            poller = _fanout_poller(ctx, spec, g[[(p, q) in fan_svcs for p, q in zip(g.proto, g.port)]])
-            alerts.append(_explain_peers(ctx, spec, host, hit, links, fan_svcs, poller))
-    return alerts
+            found.append((host, hit, fan_svcs, g[on_fan]))
+    pollers = _fanout_pollers(ctx, spec, [fan for *_, fan in found])
+    return [_explain_peers(ctx, spec, host, hit, links, fan_svcs, pollers.get(host)) for host, hit, fan_svcs, _ in found]
 
 
-def _fanout_poller(ctx, spec, fan) -> dict | None:
-    """A fan-out whose links poll on one shared timer (median gap regularity of its links at least
-    poller_regularity): a monitoring or management system, not a spreading host. None otherwise."""
-    if not len(fan):
-        return None
+def _fanout_pollers(ctx, spec, fans) -> dict:
+    """host -> its fan-out's timer when its links poll on one shared timer (median gap regularity
+    of its links at least poller_regularity): a monitoring or management system, not a spreading
+    host. The links of every host scored in one engine query."""
+    import pandas as pd
+
+    fans = [f for f in fans if len(f)]
+    if not fans:
+        return {}
     th = {"min_gap_iqr_seconds": spec.num("min_gap_iqr_seconds"), "min_size_iqr_bytes": spec.num("min_size_iqr_bytes")}
-    bs = score_pairs(ctx, fan.groupby(["src_ip", "dst_ip"], as_index=False).flows.sum(), th)
-    reg = float(bs.gap_regularity.median()) if len(bs) else 0.0
-    return {"regularity": reg, "gap": float(bs.gap_med.median())} if reg >= spec.num("poller_regularity") else None
+    bs = score_pairs(ctx, pd.concat(fans).groupby(["src_ip", "dst_ip"], as_index=False).flows.sum(), th)
+    out = {}
+    for host, g in bs.groupby("src_ip"):
+        reg = float(g.gap_regularity.median())
+        if reg >= spec.num("poller_regularity"):
+            out[host] = {"regularity": reg, "gap": float(g.gap_med.median())}
+    return out
 
 
 def _explain_peers(ctx, spec, host, hit, links, fan_svcs, poller) -> Alert:
