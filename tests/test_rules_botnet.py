@@ -328,3 +328,24 @@ def test_fanout_on_one_timer_is_a_monitor_notice_and_a_spreading_host_is_not(off
     assert {monitor, spreader} <= set(peers)
     assert not peers[monitor].actionable and "monitoring or management system" in peers[monitor].message
     assert peers[spreader].actionable and "monitoring" not in peers[spreader].message
+
+
+def test_a_group_holding_a_quarter_of_the_network_is_a_change_not_a_botnet(office, detect_day):
+    """Ten of thirty hosts start talking to each other on a new port (a rollout of peer-to-peer
+    software, or a worm): as one coordinated group that is a third of the network acting
+    together, a change of the network (a notice), while three hosts doing the same stay a
+    group alert. Each spreading host keeps its own new_internal_peers alert either way."""
+    rng = np.random.default_rng(41)
+    h = hosts()
+    base, test = office(seed=1), office(seed=2)
+    big, small = h[0:10], h[20:23]
+    test = pd.concat([test, *_mesh(rng, big, port=7680, per_link=6), *_mesh(rng, small, port=6881)],
+                     ignore_index=True).sort_values("timestamp", kind="stable")
+    res = detect_day(base, test, disable=OTHERS)
+    group = _by_rule(res, "botnet.coordinated_group")
+    assert set(big) | set(small) <= set(group)
+    for x in big:
+        assert not group[x].actionable and "change of the network" in group[x].message
+    assert all(group[x].actionable and "change of the network" not in group[x].message for x in small)
+    peers = _by_rule(res, "botnet.new_internal_peers")
+    assert all(peers[x].actionable for x in big)

@@ -511,6 +511,10 @@ def coordinated_group(ctx, spec) -> list[Alert]:
                  "dsts": {d: m for d, m in ext_groups.items() if mset & set(m)},
                  "hubs": {d: m for d, m in hub_groups.items() if d in mset}}
         group["hub_rows"] = rh[rh.dst_ip.isin(list(group["hubs"])) & rh.src_ip.isin(mset) & rh.member]
+        # A quarter of the network acting together today is a change of the network (an agent
+        # rolled out, a new monitoring system), as a destination that popular is not a C2.
+        group["share"] = len(members) / active_hosts(ctx)
+        group["network_wide"] = group["share"] >= spec.num("max_group_share")
         for host in members:
             m = _member_part(ctx, spec, host, group, bs)
             if m is not None:
@@ -597,10 +601,17 @@ def _explain_member(ctx, spec, host, group, m) -> Alert:
         base.append("no host used " + ", ".join(sorted(dsts)))
     message = (f"member of a group of {len(members)} internal hosts acting together "
                f"(with {fmt_list(others)}): {'; '.join(cues)}; baseline day: {' and '.join(base)}")
+    # ... unless the host is itself the relay several members poll on a timer: its own evidence
+    rollout = group["network_wide"] and not len(polled)
+    if rollout:
+        message += (f"; {group['share']:.0%} of today's active hosts acting together is a change of the network "
+                    f"(an agent rolled out, a new monitoring system), not a botnet")
     link_flows = int(ml.flows.sum())
     evidence = [
         Evidence("hosts in the group (new mutual links, a shared new beacon destination or internal peer)",
                  "hosts", observed=len(members), baseline=0, threshold=spec.t("min_group_size")),
+        Evidence("share of today's active internal hosts in the group (a change of the network at or above)",
+                 "share", observed=round(group["share"], 4), threshold=spec.num("max_group_share")),
         Evidence("new peer links inside the group (a peer-to-peer overlay: mutual, ring or chain)", "links",
                  observed=int(ml.pair.nunique()), baseline=0),
         Evidence("flows on the group's new peer links", "flows", observed=link_flows, baseline=0,
@@ -626,7 +637,8 @@ def _explain_member(ctx, spec, host, group, m) -> Alert:
     ts = [t for t in (x.first_ts.min() for x in (hl, hb, hh, polled) if len(x)) if t is not None and t == t]
     return Alert(
         rule=spec, source_ip=host, message=message, evidence=evidence, score=min(1.0, score),
-        severity="low" if m["familiar"] else None, destination_ip=dst, timestamp=min(ts) if ts else None,
+        severity="low" if m["familiar"] or rollout else None, destination_ip=dst,
+        timestamp=min(ts) if ts else None,
         related=others + sorted(set(hubs) - set(members)),
         example_port=port if port >= 0 else None,
         details={"group": members, "peer_services": sorted(set(svcs) | {fmt_service(p, q) for p, q in
