@@ -292,7 +292,8 @@ def new_internal_peers(ctx, spec) -> list[Alert]:
         if len(hit):
             found.append((host, hit, fan_svcs, g[on_fan]))
     pollers = _fanout_pollers(ctx, spec, [fan for *_, fan in found])
-    return [_explain_peers(ctx, spec, host, hit, links, fan_svcs, pollers.get(host)) for host, hit, fan_svcs, _ in found]
+    return [_explain_peers(ctx, spec, host, hit, links, fan_svcs, pollers.get(host))
+            for host, hit, fan_svcs, _ in found]
 
 
 def _fanout_pollers(ctx, spec, fans) -> dict:
@@ -403,8 +404,8 @@ def deployed_software(ctx, spec, dst, members, proto, port) -> dict:
     resolved = _resolved_share(ctx, spec, dst, members)
     hard_coded = resolved is not None and resolved < spec.num("resolved_share")
     vendor = share >= spec.num("familiar_host_share") or routine
-    return {"org": org, "share": share, "org_share": org_share, "routine_hosts": k, "company_users": len(users), "hosts": hosts,
-            "p": p, "routine": routine, "resolved": resolved, "hard_coded": vendor and hard_coded,
+    return {"org": org, "share": share, "org_share": org_share, "routine_hosts": k, "company_users": len(users),
+            "hosts": hosts, "p": p, "routine": routine, "resolved": resolved, "hard_coded": vendor and hard_coded,
             "familiar": vendor and not hard_coded}
 
 

@@ -99,8 +99,8 @@ def _attempt_series(ctx, spec):
     m = f.group_by(*keys, "minute").aggregate(c=f.count())
     peak = m.group_by(*keys).aggregate(peak=m.c.max(), minutes=m.count(), attempts=m.c.sum())
     peak = peak.filter((peak.attempts >= spec.num("min_attempts")) & (peak.peak >= spec.num("min_per_minute")))
-    g = f.group_by(*keys).aggregate(size_q=f.size.quantile([0.25, 0.5, 0.75]),
-                                    reply_q=f.reply.quantile([0.25, 0.5, 0.75]), first_ts=f.ts.min(), last_ts=f.ts.max())
+    g = f.group_by(*keys).aggregate(size_q=f.size.quantile([0.25, 0.5, 0.75]), reply_q=f.reply.quantile([0.25, 0.5, 0.75]),
+                                    first_ts=f.ts.min(), last_ts=f.ts.max())
     df = g.join(peak, keys).to_pandas()
     for col in ("size", "reply"):
         q = [list(v) for v in df.pop(f"{col}_q")]
