@@ -17,6 +17,14 @@ _ADDRESS = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _VIEW_MAX_ROWS = 100_000  # Arrow tables up to this size are registered as views rather than copied
 
 
+def split_list_column(df, col: str, names) -> None:
+    """Replace `df[col]`, one list per row (several quantiles taken in one pass: one sort, not
+    one per quantile), by one column per name; a missing list gives missing values."""
+    rows = [list(v) if v is not None else [None] * len(names) for v in df.pop(col)]
+    for i, name in enumerate(names):
+        df[name] = [v[i] for v in rows]
+
+
 def is_address(path: str) -> bool:
     """A location the engine opens itself (hdfs://, s3a://, file:// ...), not a local path."""
     return bool(_ADDRESS.match(str(path)))

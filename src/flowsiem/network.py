@@ -77,6 +77,7 @@ def infer_internal_networks(source_ips) -> list[str]:
 class NetworkModel:
     networks: list = field(default_factory=list)   # ip_network objects
     inferred: bool = True
+    _unicast: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # is_unicast_host's answers
 
     @property
     def cidrs(self) -> list[str]:
@@ -109,12 +110,11 @@ class NetworkModel:
         """False for multicast, broadcast (limited or of an internal network) and unparseable
         addresses: those can be destinations but never servers or hosts. Remembered per address
         (the rules ask about the same hosts many times)."""
-        memo = self.__dict__.setdefault("_unicast_memo", {})
-        if ip not in memo:
+        if ip not in self._unicast:
             a = _parse(ip)
-            memo[ip] = not (a is None or a.is_multicast or a.is_unspecified or (
+            self._unicast[ip] = not (a is None or a.is_multicast or a.is_unspecified or (
                 a.version == 4 and (a == ipaddress.IPv4Address("255.255.255.255") or a in self._broadcasts())))
-        return memo[ip]
+        return self._unicast[ip]
 
     @classmethod
     def from_option_or_sources(cls, internal: str | None, source_ips) -> "NetworkModel":

@@ -29,6 +29,7 @@ from pathlib import Path
 from . import __version__
 from .atomic import replacing, write_text
 from .console import console, info, stage
+from .engine import split_list_column
 from .errors import UsageError
 from .network import (EXTERNAL_INTERNAL, INTERNAL_EXTERNAL, INTERNAL_INTERNAL, TRAFFIC_CLASSES,
                       NetworkModel, internal_services, parse_cidrs, with_traffic_class)
@@ -116,18 +117,16 @@ def _describe(t, by: str, cols=("port", "up_bytes", "down_bytes")):
         aggs[f"{c}__quantiles"] = col.quantile(list(QUANTILES))  # all in one pass: one sort per column
         aggs[f"{c}__max"] = col.max()
     df = t.group_by(by).aggregate(**aggs).to_pandas()
+    for c in cols:  # back in describe's order: ... min, 25%, 50%, 75%, max
+        split_list_column(df, f"{c}__quantiles", [f"{c}__{int(q * 100)}%" for q in QUANTILES])
+        df[f"{c}__max"] = df.pop(f"{c}__max")
     out = {}
     for row in df.to_dict("records"):
         key = row.pop(by)
         stats: dict = {}
         for k, v in row.items():
             c, stat = k.split("__")
-            if stat == "quantiles":
-                vals = list(v) if v is not None else [None] * len(QUANTILES)
-                for q, x in zip(QUANTILES, vals):
-                    stats.setdefault(c, {})[f"{int(q * 100)}%"] = _jsonable(x)
-            else:
-                stats.setdefault(c, {})[stat] = _jsonable(v)
+            stats.setdefault(c, {})[stat] = _jsonable(v)
         out[key] = stats
     return out
 
@@ -298,10 +297,8 @@ def _profile_flows(flows, model, ip_info, opts: ProfileOptions, bucket_s: int):
         up_q=hosts_f.up_bytes.quantile([0.5, 0.9, 0.99]), up_max=hosts_f.up_bytes.max(),
         down_q=hosts_f.down_bytes.quantile([0.5, 0.9]),
     ).to_pandas()
-    for col, names in (("up_q", ("up_p50", "up_p90", "up_p99")), ("down_q", ("down_p50", "down_p90"))):
-        vals = [list(v) if v is not None else [None] * len(names) for v in host_sizes.pop(col)]
-        for i, name in enumerate(names):
-            host_sizes[name] = [v[i] for v in vals]
+    split_list_column(host_sizes, "up_q", ("up_p50", "up_p90", "up_p99"))
+    split_list_column(host_sizes, "down_q", ("down_p50", "down_p90"))
     host_sizes = host_sizes[["src_ip", "up_p50", "up_p90", "up_p99", "up_max", "down_p50", "down_p90"]]
 
     services = internal_services(flows.filter(flows.traffic_class == INTERNAL_INTERNAL), opts.min_clients) \

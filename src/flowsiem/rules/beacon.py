@@ -35,6 +35,8 @@ def beacon_stats(flows, pairs, engine, span=None):
     and a three-day one both get RITA's 24-bin histogram)."""
     import ibis
 
+    from ..engine import split_list_column
+
     p = pairs.select("src_ip", "dst_ip").distinct()
     f = flows.select("src_ip", "dst_ip", "ts", "hour", "up_bytes")
     f = f.join(p, ["src_ip", "dst_ip"])
@@ -60,8 +62,7 @@ def beacon_stats(flows, pairs, engine, span=None):
     hours = g.group_by("src_ip", "dst_ip", "hour").aggregate(c=g.count()).to_pandas()
     df = base.join(mads, ["src_ip", "dst_ip"]).to_pandas()
     for col in ("gap", "size"):
-        q = [list(v) if v is not None else [None] * 3 for v in df.pop(f"{col}_q")]
-        df[f"{col}_q1"], df[f"{col}_q3"] = [v[0] for v in q], [v[2] for v in q]
+        split_list_column(df, f"{col}_q", [f"{col}_q1", f"{col}_med", f"{col}_q3"])
     hist = {}
     for (s, d), grp in hours.groupby(["src_ip", "dst_ip"]):
         h = [0] * 24

@@ -10,6 +10,7 @@ connection after connection to one service, each the same size, faster than any 
 from __future__ import annotations
 
 from ..alerts import Alert, Evidence
+from ..engine import split_list_column
 from . import rule
 from .common import mean, outside_source, past, past_share, timestamp, unanswered, where
 
@@ -103,8 +104,7 @@ def _attempt_series(ctx, spec):
                                     first_ts=f.ts.min(), last_ts=f.ts.max())
     df = g.join(peak, keys).to_pandas()
     for col in ("size", "reply"):
-        q = [list(v) for v in df.pop(f"{col}_q")]
-        df[f"{col}_q1"], df[f"{col}_med"], df[f"{col}_q3"] = ([v[i] for v in q] for i in range(3))
+        split_list_column(df, f"{col}_q", [f"{col}_q1", f"{col}_med", f"{col}_q3"])
     return df
 
 
