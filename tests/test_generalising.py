@@ -25,6 +25,9 @@ or more (`Alert.actionable`); low alerts are notices.
      follow_control_windows); an updater resolving its server before each check-in is
   9  botnet: a company's popular websites make a new address of it on the same service possibly
      the network's software (a notice), not a port nobody used with it (deployed_software)
+ 10  cnc: an outside resolver no host queried, no public resolver service and in a company the
+     network does not use, is medium without a rhythm; Quad9 the same way is a notice
+     (cnc.new_resolver: public_resolvers)
 """
 
 from __future__ import annotations
@@ -496,3 +499,38 @@ def test_9_a_port_nobody_used_with_that_company_is_not_its_software(hosting):
     assert all(a.actionable and a.destination_ip == OVH_C2 for a in beacon)
     assert all(a.details["organisation_host_share"] >= 0.4 and a.details["service_host_share"] == 0 for a in beacon)
     assert set(NEW_PORT) <= _flagged(hosting, "botnet")
+
+
+# --- 10  cnc: a resolver no one uses, public or private, is itself the evidence -----------------------------
+
+JITTERY_C2, HAND_SET = H30[10], H30[11]
+UNKNOWN_NS, QUAD9_NS = "94.130.1.9", "9.9.9.9"   # a Hetzner address nobody queried; Quad9 (no host uses its company)
+
+
+@pytest.fixture(scope="module")
+def resolvers(tmp_path_factory):
+    """Two hosts each send 14 lookups at random times (no rhythm to speak of), 01-23 h, to a resolver
+    nobody queried on the baseline day: one to an address of a hosting company, one to Quad9."""
+    test = pd.concat([
+        _dns_office_day(2),
+        rows(_random(14, 1, 23, 31), JITTERY_C2, UNKNOWN_NS, proto="udp", port=53, up=90, down=160),
+        rows(_random(14, 1, 23, 32), HAND_SET, QUAD9_NS, proto="udp", port=53, up=70, down=140),
+    ])
+    return _detect(tmp_path_factory, "resolvers", _dns_office_day(1), test)
+
+
+def test_10_an_unknown_resolver_needs_no_rhythm(resolvers):
+    """An outside address that no host queried, that is no public resolver service and belongs to
+    a company the network does not use answers DNS for its owner only: a name server of the
+    attacker's, however irregular (jittered, slow) the lookups."""
+    (a,) = _of(resolvers, [JITTERY_C2], rule_id="cnc.new_resolver")
+    assert a.actionable and a.destination_ip == UNKNOWN_NS, a.message
+    assert "no public resolver service" in a.message
+
+
+def test_10_a_public_resolver_without_rhythm_is_a_notice(resolvers):
+    """The same lookups to Quad9, a public resolver even though no host reaches its company: a
+    resolver set by hand, a policy matter."""
+    (a,) = _of(resolvers, [HAND_SET], rule_id="cnc.new_resolver")
+    assert not a.actionable and a.destination_ip == QUAD9_NS, a.message
+    assert "public resolver service" in a.message

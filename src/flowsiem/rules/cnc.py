@@ -7,11 +7,11 @@ resolvers and forwarders, each host's resolvers, hours and share of DNS, the usu
 Rules
   cnc.new_resolver    DNS to a resolver neither the host nor the network uses, kept up over
                       several hours. Medium when the evidence is C&C-like: a machine rhythm, or an
-                      external resolver no host queried on the baseline day in an organisation the
-                      network does not use. A public resolver of an organisation the network uses
-                      daily (Google, Cloudflare...) queried at irregular, user-driven times is a
-                      policy matter: a low-severity notice. Internal or already-seen resolvers need
-                      the rhythm.
+                      external resolver no host queried on the baseline day that is no public
+                      resolver service, in an organisation the network does not use. A public
+                      resolver (Google, Cloudflare, Quad9...) queried at irregular, user-driven
+                      times is a policy matter: a low-severity notice. Internal or already-seen
+                      resolvers need the rhythm.
   cnc.periodic_dns    a DNS conversation with a RITA-style beacon rhythm whose gaps are too
                       regular for random lookups (Poisson test) and far more regular than the
                       network's other DNS conversations today, new for the host
@@ -35,7 +35,7 @@ import math
 
 from ..alerts import Alert, Evidence
 from ..fmt import fmt_duration, fmt_hours
-from . import rule
+from . import Allowlist, rule
 from .beacon import RHYTHM_P_FLOOR
 from .common import (DNS_PORT, MAD_TO_SIGMA, binomial_tail, engine_table, familiarity, fisher, is_internal,
                      mad, mean, median, past, past_p, past_share, quantile, runs_of, timestamp, usual_hours,
@@ -117,11 +117,16 @@ def _new_resolver_candidates(ctx, spec, b):
     return c[c.dst_ip.map(users).fillna(0) < spec.num("network_change_share") * clients]
 
 
+def _public_resolvers(spec) -> Allowlist:
+    return Allowlist(spec.t("public_resolvers"))
+
+
 def _judge_new_resolver(ctx, spec, b, r, bs, channel_p) -> dict | None:
     """Medium when the evidence is C&C-like: the host's own machine rhythm, or an external
-    resolver nobody queried before, in an organisation the network does not use, whose hosts'
-    combined rhythm is unlikely for random lookups. Otherwise a low notice (a public resolver
-    set by hand is a policy matter). Internal or already-seen resolvers need the rhythm."""
+    resolver nobody queried before that is no public resolver service and in an organisation
+    the network does not use (what would answer there but the attacker's name server?).
+    Otherwise a low notice (a public resolver set by hand is a policy matter). Internal or
+    already-seen resolvers need the rhythm."""
     internal = is_internal(ctx, r.dst_ip)
     seen = r.dst_ip in b.seen
     regular = _regular(bs, spec)
@@ -131,12 +136,12 @@ def _judge_new_resolver(ctx, spec, b, r, bs, channel_p) -> dict | None:
     if tunnel:
         return None
     org, org_share = familiarity(ctx, r.dst_ip)
-    unfamiliar = not internal and not seen and org_share < spec.num("familiar_host_share")
-    suspicious = unfamiliar and channel_p <= spec.num("channel_alpha")
-    severity = None if regular or suspicious else "low"
+    public = _public_resolvers(spec).matches(r.dst_ip)
+    unfamiliar = not internal and not seen and not public and org_share < spec.num("familiar_host_share")
+    severity = None if regular or unfamiliar else "low"
     score = mean(past_p(bs["rhythm_p"]), float(unfamiliar), past(r.hours, spec.num("min_hours")))
     return {"dst": r.dst_ip, "row": r, "bs": bs, "internal": internal, "regular": regular, "org": org,
-            "org_share": org_share, "unfamiliar": unfamiliar, "channel_p": channel_p, "severity": severity,
+            "org_share": org_share, "public": public, "unfamiliar": unfamiliar, "channel_p": channel_p, "severity": severity,
             "score": score, "q_ratio": q_ratio, "rank": (severity is None, score), "joined": False}
 
 
@@ -151,12 +156,14 @@ def _explain_new_resolver(ctx, spec, b, host, v, shared) -> Alert:
            f"{bs['rhythm_p']:.1g} for random lookups)" if v["regular"] else
            f"; irregular (chance {bs['rhythm_p']:.2g} for random lookups)")
     if v["unfamiliar"]:
-        why += (f"; {v['org'] or 'its organisation is unknown'}: {v['org_share']:.0%} of the hosts used that "
-                f"organisation; the rhythm of every host querying it, combined: chance {v['channel_p']:.2g}")
+        why += (f"; no public resolver service, {v['org'] or 'its organisation unknown'}: {v['org_share']:.0%} of the "
+                f"hosts used that organisation; who answers there but the owner's own name server?")
     if v["joined"]:
         why += "; another host polls the same resolver on a machine rhythm: the same channel"
     if v["followed"] >= spec.num("followed_share"):
         why += f"; {v['followed']:.0%} of its lookups are followed by a connection: name resolution, not C&C"
+    elif v["severity"] == "low" and v["public"]:
+        why += "; a public resolver service: one used by hand is a policy matter, not C&C"
     elif v["severity"] == "low" and not v["unfamiliar"]:
         why += (f"; {v['org']} is an organisation {v['org_share']:.0%} of the hosts use daily: "
                 f"a public resolver used by hand is a policy matter, not C&C")
