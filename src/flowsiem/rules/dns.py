@@ -157,7 +157,10 @@ def dns_rhythm(ctx, flows, pairs_df) -> dict:
     pairs of `flows` (statistics in the engine)."""
     if pairs_df is None or len(pairs_df) == 0:
         return {}
-    st = beacon_stats(dns_events(flows), engine_table(ctx, pairs_df, ["src_ip", "dst_ip"]), ctx.engine)
+    pairs = engine_table(ctx, pairs_df, ["src_ip", "dst_ip"])
+    # the pairs' flows first, then their events: the engine does not push the pairs through
+    # the per-second aggregation, which would otherwise run over every host's DNS
+    st = beacon_stats(dns_events(flows.semi_join(pairs, ["src_ip", "dst_ip"])), pairs, ctx.engine)
     day = ctx.span[2]
     out = {}
     for row in st.itertuples(index=False):

@@ -94,13 +94,14 @@ def _attempt_series(ctx, spec):
     connections, the busiest minute and the quartiles of the request and reply sizes (each
     column's three in one pass: one sort, not three)."""
     keys = ["src_ip", "dst_ip", "proto", "port"]
+    # Two expressions over the kept table, not one shared mutate: a shared one becomes a CTE that
+    # DuckDB materialises (every column of every flow) before the two aggregations.
     f = ctx.inbound
-    f = f.mutate(minute=(f.ts.epoch_seconds() / 60).floor(), size=f.up_bytes.fill_null(0).cast("float64"),
-                 reply=f.down_bytes.fill_null(0).cast("float64"))
-    m = f.group_by(*keys, "minute").aggregate(c=f.count())
+    m = f.group_by(*keys, minute=(f.ts.epoch_seconds() / 60).floor()).aggregate(c=f.count())
     peak = m.group_by(*keys).aggregate(peak=m.c.max(), minutes=m.count(), attempts=m.c.sum())
     peak = peak.filter((peak.attempts >= spec.num("min_attempts")) & (peak.peak >= spec.num("min_per_minute")))
-    g = f.group_by(*keys).aggregate(size_q=f.size.quantile([0.25, 0.5, 0.75]), reply_q=f.reply.quantile([0.25, 0.5, 0.75]),
+    size, reply = f.up_bytes.fill_null(0).cast("float64"), f.down_bytes.fill_null(0).cast("float64")
+    g = f.group_by(*keys).aggregate(size_q=size.quantile([0.25, 0.5, 0.75]), reply_q=reply.quantile([0.25, 0.5, 0.75]),
                                     first_ts=f.ts.min(), last_ts=f.ts.max())
     df = g.join(peak, keys).to_pandas()
     for col in ("size", "reply"):
