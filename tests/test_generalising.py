@@ -28,6 +28,9 @@ or more (`Alert.actionable`); low alerts are notices.
  10  cnc: an outside resolver no host queried, no public resolver service and in a company the
      network does not use, is medium without a rhythm; Quad9 the same way is a notice
      (cnc.new_resolver: public_resolvers)
+ 11  external unusual_origin: a client from a rare origin active around the clock at an even rate
+     is found even where clients abroad put the clients' tail of night shares above any flat
+     rhythm (the population's tail is no bar there: around_rate_ratio alone)
 """
 
 from __future__ import annotations
@@ -534,3 +537,35 @@ def test_10_a_public_resolver_without_rhythm_is_a_notice(resolvers):
     (a,) = _of(resolvers, [HAND_SET], rule_id="cnc.new_resolver")
     assert not a.actionable and a.destination_ip == QUAD9_NS, a.message
     assert "public resolver service" in a.message
+
+
+# --- 11  unusual_origin: clients abroad keep their own day; a flat rhythm is still flat -----------------
+
+FLAT_RARE = "5.16.183.108"   # RU: one request every 20 minutes, around the clock (72 over the day)
+
+
+def _abroad(seed, n=40):
+    """Clients whose day is the site's night (another continent): a session in 01-06 h each."""
+    rng = np.random.default_rng(seed)
+    return pd.concat([_session(f"82.155.{140 + i // 200}.{i % 200 + 1}", int(rng.uniform(1, 5) * HOUR), 60,
+                               int(rng.integers(20, 40)), seed * 1000 + i) for i in range(n)])
+
+
+@pytest.fixture(scope="module")
+def abroad(tmp_path_factory):
+    stest = pd.concat([make_clients_day(seed=2, n_clients=300), _abroad(2),
+                       rows(_periodic(1200, 0, 24, seed=41, jitter=0.1), FLAT_RARE, PUBLIC_SERVER,
+                            up=900, down=9000)])
+    return _detect(tmp_path_factory, "abroad", make_office_day(seed=1), make_office_day(seed=2), servers=stest,
+                   servers_base=pd.concat([make_clients_day(seed=1, n_clients=300), _abroad(1)]))
+
+
+def test_11_a_flat_client_from_a_rare_origin_is_found_among_clients_abroad(abroad):
+    """A tenth of the clients live in the site's night, so the clients' 95th percentile of
+    quiet-hour share is near 1 and no flat rhythm (at most the quiet hours' share of the day) can
+    pass it: the old bar missed this low-and-slow client. From a rare origin, a quiet-hour rate
+    at least half its daytime rate is the cue (around_rate_ratio); the population's tail is only
+    shown."""
+    (a,) = _of(abroad, [FLAT_RARE], rule_id="external_abuse.unusual_origin")
+    assert a.actionable and "low and slow" in a.message, a.message
+    assert not _flagged(abroad, "external_abuse") - {FLAT_RARE}

@@ -220,12 +220,12 @@ def _share_at_rate(ratio: float, quiet: int) -> float:
     return ratio * quiet / (ratio * quiet + (DAY_HOURS - quiet))
 
 
-def _quiet(fx: ClientFeatures, spec):
+def _quiet(fx: ClientFeatures, spec, vs_clients: bool = True):
     """Around-the-clock cue: the client keeps the population's quiet hours. Its quiet-hour share
-    (Wilson lower bound: a few flows prove nothing) must exceed both the clients' `quiet_quantile`
-    and the share of a rhythm whose quiet-hour rate is `around_rate_ratio` x its active-hour rate;
-    a client seen on the baseline day must also exceed its own share there by `quiet_own_delta`.
-    Returns (stats, cue, lower bounds)."""
+    (Wilson lower bound: a few flows prove nothing) must exceed the share of a rhythm whose
+    quiet-hour rate is `around_rate_ratio` x its active-hour rate and, with `vs_clients`, the
+    clients' `quiet_quantile` too; a client seen on the baseline day must also exceed its own
+    share there by `quiet_own_delta`. Returns (stats, cue, lower bounds)."""
     import numpy as np
 
     df = fx.df
@@ -238,7 +238,8 @@ def _quiet(fx: ClientFeatures, spec):
         r = r if len(r) >= 10 else fx.ref.quiet_share
         return {"ref_q": float(np.quantile(r, q)), "ref_med": float(np.median(r))}
     st = dict(fx.stat(("quiet", q, min_n), calc))
-    st["thr"] = max(st["ref_q"], _share_at_rate(spec.num("around_rate_ratio"), len(fx.quiet_hours)))
+    at_rate = _share_at_rate(spec.num("around_rate_ratio"), len(fx.quiet_hours))
+    st["thr"] = max(st["ref_q"], at_rate) if vs_clients else at_rate
     lb = wilson_lower(df.quiet_flows, df.flows, spec.num("share_confidence_z"))
     own = df.own_quiet_share.to_numpy()
     vs_own = np.where(np.isnan(own), True, lb >= np.nan_to_num(own) + spec.num("quiet_own_delta"))
@@ -763,7 +764,9 @@ def unusual_origin(ctx, spec) -> list[Alert]:
         return []
     df = fx.df
     v, zf, zb = _volume(fx, spec)
-    st, quiet_cue, lb = _quiet(fx, spec)
+    # A rare origin is already the surprise: the rhythm need only be flat, not beyond the clients'
+    # tail -- clients abroad whose day is the site's night can put that tail above any flat rhythm.
+    st, quiet_cue, lb = _quiet(fx, spec, vs_clients=False)
     heavy = zf >= spec.num("z_volume")
     window = _busiest_window_share(fx.hours, int(spec.num("window_hours")))
     steady = (df.active_hours.to_numpy() >= spec.num("around_min_hours")) & (window <= spec.num("max_window_share"))
