@@ -31,6 +31,9 @@ or more (`Alert.actionable`); low alerts are notices.
  11  external unusual_origin: a client from a rare origin active around the clock at an even rate
      is found even where clients abroad put the clients' tail of night shares above any flat
      rhythm (the population's tail is no bar there: around_rate_ratio alone)
+ 12  external request_flood, extreme path: a busy office a few times the clean day's busiest client
+     is within how far two days' maxima of a heavy-tailed population differ by chance (tail_index,
+     maxima_ratio); a flood far beyond that is still found
 """
 
 from __future__ import annotations
@@ -569,3 +572,58 @@ def test_11_a_flat_client_from_a_rare_origin_is_found_among_clients_abroad(abroa
     (a,) = _of(abroad, [FLAT_RARE], rule_id="external_abuse.unusual_origin")
     assert a.actionable and "low and slow" in a.message, a.message
     assert not _flagged(abroad, "external_abuse") - {FLAT_RARE}
+
+
+# --- 12  request_flood, extreme path: the busiest client of a heavy-tailed population varies by chance ---
+
+BUSY_OFFICE = "85.241.20.20"   # a partner's office behind one address: 2.5x the clean day's busiest, 08-18 h
+FLOODER = "85.241.21.21"       # 30x the clean day's busiest, the same hours
+
+
+def _office_hours(ip, n, seed):
+    rng = np.random.default_rng(seed)
+    ts = np.sort(rng.normal(13 * HOUR, 2.2 * HOUR, int(n)).clip(8 * HOUR, 18 * HOUR - 1).astype(np.int64))
+    return rows(ts, ip, PUBLIC_SERVER, up=rng.integers(800, 20000, len(ts)), down=rng.integers(7000, 150000, len(ts)))
+
+
+def _heavy_tailed_clients(seed, n=400):
+    """Clients whose daily flows follow a Pareto tail (index 1.8), as web audiences do: a few
+    offices, NATs and power users far beyond the rest."""
+    rng = np.random.default_rng(seed)
+    counts = np.ceil(6 * (1 + rng.pareto(1.8, n))).astype(int)
+    return pd.concat([_office_hours(f"82.155.{160 + i // 200}.{i % 200 + 1}", c, seed * 1000 + i)
+                      for i, c in enumerate(counts)]), int(counts.max())
+
+
+@pytest.fixture(scope="module")
+def heavy(tmp_path_factory):
+    sbase, busiest = _heavy_tailed_clients(1)
+    stest, _ = _heavy_tailed_clients(2)
+    stest = pd.concat([stest, _office_hours(BUSY_OFFICE, 2.5 * busiest, 51), _office_hours(FLOODER, 30 * busiest, 52)])
+    return _detect(tmp_path_factory, "heavy", make_office_day(seed=1), make_office_day(seed=2), servers=stest,
+                   servers_base=sbase)
+
+
+def test_12_a_busy_office_a_few_times_the_busiest_is_not_a_flood(heavy):
+    """Two days of a Pareto-tailed population have busiest clients that differ by a Frechet ratio:
+    with tail index 1.8, today's busiest exceeds yesterday's 2.5 times on about one day in ten.
+    A fixed 2x bar called that a flood; the bar is now where chance ends (maxima_ratio at
+    extreme_false_alarm_rate), while a flood thirty times the busiest is still one."""
+    assert not _of(heavy, [BUSY_OFFICE], family="external_abuse")
+    (a,) = _of(heavy, [FLOODER], rule_id="external_abuse.request_flood")
+    assert a.actionable and a.details["path"] == "extreme", a.message
+    assert "differ by chance up to" in a.message
+
+
+def test_12_maxima_ratio_is_the_chance_two_days_busiest_differ_that_much():
+    """maxima_ratio(alpha, rate): two days of 300 Pareto(alpha) members see today's maximum beyond
+    r x yesterday's on about `rate` of days; tail_index recovers alpha from the busiest 5 %."""
+    from flowsiem.rules.common import maxima_ratio, tail_index
+
+    rng = np.random.default_rng(7)
+    alpha, rate = 1.8, 0.05
+    m = (1 + rng.pareto(alpha, (2, 20000, 300))).max(axis=2)
+    assert abs(np.mean(m[1] > maxima_ratio(alpha, rate) * m[0]) - rate) < 0.01
+    est = [tail_index(1 + rng.pareto(alpha, 2000), 0.05, 10) for _ in range(20)]
+    assert 1.4 < np.median(est) < 2.2
+    assert np.isnan(tail_index([5.0, 3.0], 0.05, 10)) and np.isnan(maxima_ratio(float("nan"), rate))

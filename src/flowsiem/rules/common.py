@@ -120,6 +120,30 @@ def size_aware_z(n: int, rate: float) -> float:
     return float(-ndtri(min(rate / max(n, 1), 0.5)))
 
 
+def tail_index(values, share: float, min_k: int) -> float:
+    """Hill's estimate of the tail index alpha of the largest `share` of the positive values (at
+    least min_k of them): how heavy the population's tail is (alpha near 1: the busiest member is
+    far beyond the next ones; 3 and more: close to a normal tail). NaN with too few values."""
+    import numpy as np
+
+    v = np.sort(np.asarray(_values(values), dtype=float))[::-1]
+    v = v[v > 0]
+    k = min(max(int(round(share * len(v))), int(min_k)), len(v) - 1)
+    if k < int(min_k):
+        return float("nan")
+    logs = np.log(v[:k] / v[k])
+    return float(1.0 / logs.mean()) if logs.mean() > 0 else float("nan")
+
+
+def maxima_ratio(alpha: float, rate: float) -> float:
+    """How far one day's largest member may exceed another day's by chance, on `rate` of days: the
+    maxima of a tail of index alpha follow a Frechet law, and for two such days
+    P(M2 > r M1) = 1 / (1 + r^alpha), so r = ((1 - rate) / rate)^(1 / alpha). NaN without alpha."""
+    if not alpha == alpha or alpha <= 0:
+        return float("nan")
+    return float(((1.0 - rate) / rate) ** (1.0 / alpha))
+
+
 # --- chance ------------------------------------------------------------------------------------
 
 def binomial_tail(k: int, n: int, p: float) -> float:

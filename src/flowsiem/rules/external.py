@@ -28,8 +28,9 @@ import math
 from ..alerts import Alert, Evidence
 from ..fmt import fmt_bytes, fmt_count, fmt_hours, fmt_share, is_missing
 from . import rule
-from .common import (DAY_HOURS, MAD_TO_SIGMA, familiar_origins, from_log_z, log_center_spread, log_z, mad, mean,
-                     past, past_share, past_z, quantile, quiet_hours, size_aware_z, wilson_lower)
+from .common import (DAY_HOURS, MAD_TO_SIGMA, familiar_origins, from_log_z, log_center_spread, log_z, mad,
+                     maxima_ratio, mean, past, past_share, past_z, quantile, quiet_hours, size_aware_z, tail_index,
+                     wilson_lower)
 
 Z99 = 2.3263  # the standard normal 99th percentile: "the clients' 99th percentile" of a fitted log-normal
 
@@ -455,8 +456,13 @@ def _flood_paths(fx, spec):
     baseline = fx.mode == "baseline"
     own_ok = _own_ratio_ok(df, spec)
     flows = df.flows.to_numpy()
+    # how far today's busiest client may lie beyond the baseline day's by chance: far, in a heavy tail
+    alpha = fx.stat(("tail", spec.num("tail_share"), spec.num("tail_min_clients")),
+                    lambda: tail_index(fx.ref.flows, spec.num("tail_share"), spec.num("tail_min_clients")))
+    chance = maxima_ratio(alpha, rate)
+    busiest = max(spec.num("busiest_ratio"), chance if chance == chance else 0.0)
     f_extreme = max(from_log_z(v["f_med"], v["f_sig"], fence), p99r * v["flows_p99_fit"],
-                    spec.num("busiest_ratio") * v["flows_max"] if baseline else 0.0)
+                    busiest * v["flows_max"] if baseline else 0.0)
     extreme = (flows >= f_extreme) & own_ok
     floor = spec.num("min_log_spread")
 
@@ -479,6 +485,7 @@ def _flood_paths(fx, spec):
     paths = {i: ("extreme" if extreme[i] else "burst" if burst[i] else "around" if around[i] else "repeat")
              for i in np.flatnonzero(extreme | burst | around | repeat)}
     return paths, {"v": v, "zf": zf, "zb": zb, "st": st, "lb": lb, "fence": fence, "f_extreme": f_extreme,
+                   "alpha": alpha, "busiest": busiest,
                    "pk": pk, "peak_thr": peak_thr, "zthr": zthr, "svc_busiest": svc_busiest}
 
 
@@ -526,8 +533,16 @@ def _explain_flood(fx, spec, i, path, c) -> Alert:
     if fx.quiet_hours:
         ev.append(_quiet_evidence(fx, row, st, st["thr"]))
         qtxt = f", {fmt_share(row.quiet_share)} of them in the clients' quiet hours ({fmt_hours(fx.quiet_hours)})"
+    if path == "extreme" and fx.mode == "baseline":
+        alpha = None if is_missing(c["alpha"]) else round(c["alpha"], 2)
+        ev.append(Evidence(f"flows vs the busiest client of the baseline day (the bar: at least "
+                           f"{spec.num('busiest_ratio'):g}x, and as far as two days' busiest clients differ by chance on "
+                           f"{spec.num('extreme_false_alarm_rate'):.0%} of days, given the clients' tail index)", "ratio",
+                           observed=round(float(row.flows / v["flows_max"]), 2),
+                           reference={"busiest": v["flows_max"], "tail_index": alpha}, threshold=round(c["busiest"], 2)))
     how = {"extreme": ("far beyond what ordinary clients make" + (
-               f" ({row.flows / v['flows_max']:.1f}x the busiest client of the baseline day)" if fx.mode == "baseline" else "")),
+               f" ({row.flows / v['flows_max']:.1f}x the busiest client of the baseline day; two days' busiest clients "
+               f"differ by chance up to {c['busiest']:.1f}x)" if fx.mode == "baseline" else "")),
            "burst": (f"{fmt_count(row.peak_hour_flows)} of them in a single hour, while {_ref_word(fx)}' busiest hour "
                      f"is typically {fmt_count(math.exp(pk['med']))} flows (the busiest {fmt_count(pk['max'])})"),
            "around": f"heavy and around the clock (clients' median quiet-hour share {fmt_share(st['ref_med'])})",
