@@ -236,11 +236,17 @@ def _session(ip, start, minutes, n, seed):
     return rows(ts, ip, PUBLIC_SERVER, up=rng.integers(800, 20000, n), down=rng.integers(7000, 150000, n))
 
 
+def _session_clients(seed, n, net, start_h, end_h, minutes, flows):
+    """n clients (82.155.<net>.x and on), each with one session of `minutes` starting between
+    start_h and end_h, of flows[0] to flows[1] flows."""
+    rng = np.random.default_rng(seed)
+    return pd.concat([_session(f"82.155.{net + i // 200}.{i % 200 + 1}", int(rng.uniform(start_h, end_h) * HOUR),
+                               minutes, int(rng.integers(*flows)), seed * 1000 + i) for i in range(n)])
+
+
 def _evening_users(seed, n=80):
     """Home users after work (18-24 h), as real web audiences have: the evening is not rare."""
-    rng = np.random.default_rng(seed)
-    return pd.concat([_session(f"82.155.{120 + i // 200}.{i % 200 + 1}", int(rng.uniform(18, 22) * HOUR), 90,
-                               int(rng.integers(5, 30)), seed * 1000 + i) for i in range(n)])
+    return _session_clients(seed, n, 120, 18, 22, 90, (5, 30))
 
 
 @pytest.fixture(scope="module")
@@ -549,9 +555,7 @@ FLAT_RARE = "5.16.183.108"   # RU: one request every 20 minutes, around the cloc
 
 def _abroad(seed, n=40):
     """Clients whose day is the site's night (another continent): a session in 01-06 h each."""
-    rng = np.random.default_rng(seed)
-    return pd.concat([_session(f"82.155.{140 + i // 200}.{i % 200 + 1}", int(rng.uniform(1, 5) * HOUR), 60,
-                               int(rng.integers(20, 40)), seed * 1000 + i) for i in range(n)])
+    return _session_clients(seed, n, 140, 1, 5, 60, (20, 40))
 
 
 @pytest.fixture(scope="module")
