@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .console import info, stage
 from .errors import InputError, UsageError
-from .network import NetworkModel, parse_cidrs, with_traffic_class
+from .network import NetworkModel, addresses, parse_cidrs, with_traffic_class
 
 BASELINE_TABLES = ("edges", "hosts", "host_hours", "services", "destinations", "ip_info", "clients", "client_hours")
 
@@ -234,10 +234,9 @@ def classified_context(engine, read, srv_read, model: NetworkModel, opts: Detect
 
     raw = read.table
     with stage("enriching addresses"):
-        ips = raw.select(ip=raw.src_ip).union(raw.select(ip=raw.dst_ip)).distinct().to_pandas().ip
+        ips = addresses(raw)
         if srv_read is not None:
-            st = srv_read.table
-            ips = pd.concat([ips, st.select(ip=st.src_ip).union(st.select(ip=st.dst_ip)).distinct().to_pandas().ip])
+            ips = pd.concat([ips, addresses(srv_read.table)])
         if base_info is None:
             base_info = pd.DataFrame(columns=["ip"])
         new = sorted(set(ips) - set(base_info.ip))

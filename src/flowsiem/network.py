@@ -124,6 +124,17 @@ class NetworkModel:
         return cls(networks=[ipaddress.ip_network(c) for c in infer_internal_networks(source_ips)], inferred=True)
 
 
+def addresses(flows):
+    """The distinct source and destination addresses of a flow table (pandas Series). Two
+    one-column scans: a union of the two selections is a CTE that DuckDB materialises with every
+    column of every flow (three times slower at scale)."""
+    import pandas as pd
+
+    src = flows.select(ip=flows.src_ip).distinct().to_pandas().ip
+    dst = flows.select(ip=flows.dst_ip).distinct().to_pandas().ip
+    return pd.Series(pd.unique(pd.concat([src, dst], ignore_index=True)), dtype=object)
+
+
 def with_traffic_class(flows, ip_table):
     """Join the flow table to a small (ip, internal) table: adds src_internal, dst_internal, traffic_class.
 

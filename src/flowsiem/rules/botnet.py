@@ -36,7 +36,7 @@ import math
 
 from ..alerts import Alert, Evidence
 from ..fmt import fmt_duration, fmt_list, fmt_service
-from ..network import INTERNAL_EXTERNAL, INTERNAL_INTERNAL
+from ..network import INTERNAL_EXTERNAL, INTERNAL_INTERNAL, addresses
 from . import rule
 from .beacon import beacon_score, beacon_stats
 from .common import (DNS_PORT, active_hosts, company_service_users, engine_table, familiarity, mean, overlap_tail,
@@ -75,7 +75,7 @@ def peer_services(ctx, min_pairs: int):
         if b is None:
             return {}, set()
         b = b.filter((b.traffic_class == INTERNAL_INTERNAL) & (b.src_ip != b.dst_ip))
-        ips = b.select(ip=b.src_ip).union(b.select(ip=b.dst_ip)).distinct().to_pandas().ip
+        ips = addresses(b)
         groupcast = sorted(set(ips) - unicast(ctx, ips))  # multicast, broadcast, 0.0.0.0 (few)
         discovery = set()
         if groupcast:

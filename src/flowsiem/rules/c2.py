@@ -298,7 +298,8 @@ def _dns_minutes(ctx, spec):
     if not len(busy):
         return None
     busy = engine_table(ctx, busy)
-    dns = dns_flows(ctx).semi_join(busy, "src_ip")
+    # only the columns the events need: `dns` feeds two aggregations, so the engine keeps it (a CTE)
+    dns = dns_flows(ctx).semi_join(busy, "src_ip").select("src_ip", "dst_ip", "ts", "hour", "up_bytes")
     ev = dns_events(dns)
     lone = lonely_events(ctx, dns, int(spec.num("follow_window_s")))
     a = a.semi_join(busy, "src_ip")

@@ -456,13 +456,20 @@ def _flood_paths(fx, spec):
     baseline = fx.mode == "baseline"
     own_ok = _own_ratio_ok(df, spec)
     flows = df.flows.to_numpy()
-    # how far today's busiest client may lie beyond the baseline day's by chance: far, in a heavy tail
+    # How far today's busiest client may lie beyond the baseline day's by chance (far, in a heavy
+    # tail) -- for a client that keeps to the clients' day (touching at most a share of their quiet
+    # hours, its first and last): the busy offices and NATs that make that tail. A client going on
+    # through the clients' night is not one of them.
     alpha = fx.stat(("tail", spec.num("tail_share"), spec.num("tail_min_clients")),
                     lambda: tail_index(fx.ref.flows, spec.num("tail_share"), spec.num("tail_min_clients")))
     chance = maxima_ratio(alpha, rate)
-    busiest = max(spec.num("busiest_ratio"), chance if chance == chance else 0.0)
-    f_extreme = max(from_log_z(v["f_med"], v["f_sig"], fence), p99r * v["flows_p99_fit"],
-                    busiest * v["flows_max"] if baseline else 0.0)
+    quiet = list(fx.quiet_hours)
+    in_quiet = (fx.hours[:, quiet] > 0).sum(axis=1) if quiet else np.zeros(len(df))
+    peoples_day = in_quiet <= spec.num("max_quiet_hours_share") * len(quiet)
+    busiest = np.where(peoples_day, max(spec.num("busiest_ratio"), chance if chance == chance else 0.0),
+                       spec.num("busiest_ratio"))
+    f_extreme = np.maximum(max(from_log_z(v["f_med"], v["f_sig"], fence), p99r * v["flows_p99_fit"]),
+                           busiest * v["flows_max"] if baseline else np.zeros(len(df)))
     extreme = (flows >= f_extreme) & own_ok
     floor = spec.num("min_log_spread")
 
@@ -485,7 +492,7 @@ def _flood_paths(fx, spec):
     paths = {i: ("extreme" if extreme[i] else "burst" if burst[i] else "around" if around[i] else "repeat")
              for i in np.flatnonzero(extreme | burst | around | repeat)}
     return paths, {"v": v, "zf": zf, "zb": zb, "st": st, "lb": lb, "fence": fence, "f_extreme": f_extreme,
-                   "alpha": alpha, "busiest": busiest,
+                   "alpha": alpha, "busiest": busiest, "peoples_day": peoples_day,
                    "pk": pk, "peak_thr": peak_thr, "zthr": zthr, "svc_busiest": svc_busiest}
 
 
@@ -510,7 +517,7 @@ def _explain_flood(fx, spec, i, path, c) -> Alert:
     df, v, st, pk = fx.df, c["v"], c["st"], c["pk"]
     row, ip = df.iloc[i], df.index[i]
     f_mod, b_mod = from_log_z(v["f_med"], v["f_sig"], c["zthr"]), from_log_z(v["b_med"], v["b_sig"], c["zthr"])
-    ev = _volume_evidence(row, v, {"extreme": c["f_extreme"], "burst": None, "repeat": v["flows_p99"]}.get(path, f_mod),
+    ev = _volume_evidence(row, v, {"extreme": c["f_extreme"][i], "burst": None, "repeat": v["flows_p99"]}.get(path, f_mod),
                           b_mod if path == "around" else None)
     if path == "repeat":
         ev.append(Evidence(f"flows vs the busiest client of its service ({row.get('service') or 'unknown'})", "flows",
@@ -536,13 +543,17 @@ def _explain_flood(fx, spec, i, path, c) -> Alert:
     if path == "extreme" and fx.mode == "baseline":
         alpha = None if is_missing(c["alpha"]) else round(c["alpha"], 2)
         ev.append(Evidence(f"flows vs the busiest client of the baseline day (the bar: at least "
-                           f"{spec.num('busiest_ratio'):g}x, and as far as two days' busiest clients differ by chance on "
-                           f"{spec.num('extreme_false_alarm_rate'):.0%} of days, given the clients' tail index)", "ratio",
-                           observed=round(float(row.flows / v["flows_max"]), 2),
-                           reference={"busiest": v["flows_max"], "tail_index": alpha}, threshold=round(c["busiest"], 2)))
+                           f"{spec.num('busiest_ratio'):g}x and, for a client keeping to the clients' day, as far as "
+                           f"two days' busiest clients differ by chance on {spec.num('extreme_false_alarm_rate'):.0%} of "
+                           f"days, given the clients' tail index)", "ratio", observed=round(float(row.flows / v["flows_max"]), 2),
+                           reference={"busiest": v["flows_max"], "tail_index": alpha,
+                                      "keeps_to_the_clients_day": bool(c["peoples_day"][i])},
+                           threshold=round(float(c["busiest"][i]), 2)))
+    vs_busiest = (f"two days' busiest clients differ by chance up to {c['busiest'][i]:.1f}x" if c["peoples_day"][i] else
+                  "active through the clients' quiet hours, unlike the offices and NATs that are their busiest")
     how = {"extreme": ("far beyond what ordinary clients make" + (
-               f" ({row.flows / v['flows_max']:.1f}x the busiest client of the baseline day; two days' busiest clients "
-               f"differ by chance up to {c['busiest']:.1f}x)" if fx.mode == "baseline" else "")),
+               f" ({row.flows / v['flows_max']:.1f}x the busiest client of the baseline day; {vs_busiest})"
+               if fx.mode == "baseline" else "")),
            "burst": (f"{fmt_count(row.peak_hour_flows)} of them in a single hour, while {_ref_word(fx)}' busiest hour "
                      f"is typically {fmt_count(math.exp(pk['med']))} flows (the busiest {fmt_count(pk['max'])})"),
            "around": f"heavy and around the clock (clients' median quiet-hour share {fmt_share(st['ref_med'])})",
