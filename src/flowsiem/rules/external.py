@@ -428,8 +428,10 @@ def request_flood(ctx, spec) -> list[Alert]:
     the baseline day). Three ways to get there, each with independent cues:
       extreme  daily flows beyond the population-size-aware fence AND several times the clients'
                (fitted) 99th percentile AND, with a clean servers day, beyond busiest_ratio x its
-               busiest client (a busy client a little above yesterday's busiest is day-to-day
-               variation, not a flood); a known client also >= own_ratio x its own day;
+               busiest client -- and, for a client keeping to the clients' day, beyond how far two
+               days' busiest clients differ by chance (a busy office or NAT above yesterday's
+               busiest is day-to-day variation, not a flood); a known client also >= own_ratio x
+               its own day;
       burst    the same on the client's busiest hour against the clients' busiest hours (a brute
                force or short flood hides in an ordinary daily total), that hour also holding a
                good part of the client's day (burst_share_baseline; burst_share without a clean
