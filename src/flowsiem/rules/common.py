@@ -141,6 +141,8 @@ def maxima_ratio(alpha: float, rate: float) -> float:
     P(M2 > r M1) = 1 / (1 + r^alpha), so r = ((1 - rate) / rate)^(1 / alpha). NaN without alpha."""
     if not alpha == alpha or alpha <= 0:
         return float("nan")
+    if rate <= 0:  # never by chance: no bar can be high enough
+        return float("inf")
     return float(((1.0 - rate) / rate) ** (1.0 / alpha))
 
 
