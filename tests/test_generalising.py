@@ -34,6 +34,10 @@ or more (`Alert.actionable`); low alerts are notices.
  12  external request_flood, extreme path: a busy office a few times the clean day's busiest client
      is within how far two days' maxima of a heavy-tailed population differ by chance (tail_index,
      maxima_ratio); a flood far beyond that is still found
+ 13  cnc dns_silent_hours: on a machine left on (its agent polls at night on both days), a short
+     regular run of lone lookups -- seven, every 15 minutes, through one evening -- is C&C on its
+     rhythm alone (min_events: the rhythm's chance already counts the gaps); as many lone lookups
+     at random times are not
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import HOUR, NET, POPULAR, PUBLIC_SERVER, hosts, make_clients_day, make_office_day, rows, with_lookups
+from conftest import DNS_SERVER, HOUR, NET, POPULAR, PUBLIC_SERVER, hosts, make_clients_day, make_office_day, rows, with_lookups
 from test_hard_cases import _periodic, _random
 
 MINUTE = 6000  # centiseconds
@@ -631,3 +635,42 @@ def test_12_maxima_ratio_is_the_chance_two_days_busiest_differ_that_much():
     est = [tail_index(1 + rng.pareto(alpha, 2000), 0.05, 10) for _ in range(20)]
     assert 1.4 < np.median(est) < 2.2
     assert np.isnan(tail_index([5.0, 3.0], 0.05, 10)) and np.isnan(maxima_ratio(float("nan"), rate))
+
+
+# --- 13  dns_silent_hours: a short regular run of lone lookups on a machine left on ----------------------
+
+H30 = hosts(30)
+LEFT_ON_BEACON, LEFT_ON_STRAY = H30[0], H30[1]  # both left on overnight with an agent polling
+
+
+def _left_on(ip, seed):
+    """An agent polling every 30 minutes through the night (19-08 h), resolving its server before
+    a third of the check-ins: nothing lone, a trickle against the host's working hours."""
+    night = np.r_[_periodic(1800, 19, 24, seed=seed, jitter=0.2), _periodic(1800, 0, 8, seed=seed + 1, jitter=0.2)]
+    return with_lookups(rows(night, ip, POPULAR[0], up=600, down=2000), share=0.3, seed=seed)
+
+
+def _lone(ts, ip):
+    return rows(ts, ip, DNS_SERVER, proto="udp", port=53, up=70, down=150)
+
+
+@pytest.fixture(scope="module")
+def left_on(tmp_path_factory):
+    base = pd.concat([make_office_day(seed=1, n_hosts=30, flows_per_host=(300, 400)),
+                      _left_on(LEFT_ON_BEACON, 10), _left_on(LEFT_ON_STRAY, 20)])
+    beacon = _periodic(900, 20.5, 22.3, seed=3, jitter=0.03)[:7]
+    test = pd.concat([make_office_day(seed=2, n_hosts=30, flows_per_host=(300, 400)),
+                      _left_on(LEFT_ON_BEACON, 30), _left_on(LEFT_ON_STRAY, 40),
+                      _lone(beacon, LEFT_ON_BEACON), _lone(_random(len(beacon), 20.5, 22.3, seed=4), LEFT_ON_STRAY)])
+    return _detect(tmp_path_factory, "left_on", base, test), len(beacon)
+
+
+def test_13_a_short_regular_run_of_lone_lookups_on_a_machine_left_on_is_cnc(left_on):
+    """The lone lookups are too few among the agent's night traffic for the share test, so only
+    their rhythm can tell: seven lookups 15 minutes apart are far too regular for random ones.
+    The old rule asked for eight lone lookups on top of that chance and missed them."""
+    res, n = left_on
+    assert n == 7
+    (a,) = _of(res, [LEFT_ON_BEACON], rule_id="cnc.dns_silent_hours")
+    assert a.actionable and "regular every ~15 min" in a.message, a.message
+    assert _flagged(res, "cnc") == {LEFT_ON_BEACON}  # the same number of lookups at random times is not
