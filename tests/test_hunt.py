@@ -48,6 +48,7 @@ DGA = H[11]
 BROWSER = H[12]
 OWN_RESOLVER, ROGUE_DNS = H[2], "185.220.101.5"     # malware's own resolver (a network nobody reaches)
 PUBLIC_DNS_USER, GOOGLE_DNS = H[3], "8.8.8.8"     # a resolver set by hand: Google, whom every host reaches
+QUAD9 = "9.9.9.9"                                  # tried by hand as well by both of them
 GUESSER, MONITOR, BUSY = "138.197.148.152", "34.120.1.1", "82.155.1.1"
 PROBER = "104.156.155.13"
 
@@ -86,6 +87,9 @@ def _capture() -> pd.DataFrame:
                       up=40, down=120))
     parts.append(rows(np.sort(rng.integers(9 * HOUR, 17 * HOUR, 60)), PUBLIC_DNS_USER, GOOGLE_DNS, proto="udp",
                       port=53, up=40, down=120))
+    # ... each host also tries a second outside resolver by hand, at random times
+    for h, dns in ((OWN_RESOLVER, QUAD9), (PUBLIC_DNS_USER, QUAD9)):
+        parts.append(rows(np.sort(rng.integers(9 * HOUR, 17 * HOUR, 20)), h, dns, proto="udp", port=53, up=40, down=120))
     # outside: password guessing, an uptime monitor, a busy client, a probe
     parts.append(rows(3 * HOUR + np.arange(120) * 300, GUESSER, WEB_SERVER, port=22, up=1179, down=2000))
     parts.append(rows(np.arange(1440) * MINUTE, MONITOR, WEB_SERVER, up=400, down=5000))
@@ -160,6 +164,16 @@ def test_rare_resolver_found_public_resolver_a_notice(hunted):
     assert _flagged(hunted, rule_id="cnc.rare_resolver") == {OWN_RESOLVER}
     notices = {a.source_ip for a in hunted.alerts if a.rule.id == "cnc.rare_resolver" and not a.actionable}
     assert PUBLIC_DNS_USER in notices
+    # one alert per host, on its most telling resolver; the others are related addresses
+    by_host = {}
+    for a in hunted.alerts:
+        if a.rule.id == "cnc.rare_resolver":
+            by_host.setdefault(a.source_ip, []).append(a)
+    (own,), (public,) = by_host[OWN_RESOLVER], by_host[PUBLIC_DNS_USER]
+    assert own.destination_ip == ROGUE_DNS and own.actionable and own.related == [QUAD9]
+    assert public.destination_ip in {GOOGLE_DNS, QUAD9} and not public.actionable
+    assert {public.destination_ip, *public.related} == {GOOGLE_DNS, QUAD9}
+    assert "1 other outside resolver" in own.message
 
 
 def test_outside_probe_found(hunted):

@@ -364,18 +364,26 @@ def rare_resolver(ctx, spec) -> list[Alert]:
     followed = followed_share(ctx, pairs, int(spec.num("follow_window_s")), spec.num("follow_alpha"),
                             int(spec.num("follow_control_windows")))
     rhythm = dns_rhythm(ctx, dns_flows(ctx), pairs)
-    alerts = []
+    judged = {}
     for r in rare.itertuples():
         share, n = company_share(ctx, r.dst_ip)
         fol = followed.get((r.src_ip, r.dst_ip), 0.0)
         p = rhythm.get((r.src_ip, r.dst_ip), {}).get("rhythm_p", 1.0)
-        a = _explain_resolver(ctx, spec, r, dns_hosts, share, n, fol, p)
         # A resolver set by hand (Quad9, a company's own DNS) answers a person's lookups at
         # random times, or resolves names the host then connects to: a policy matter. C&C over
         # DNS polls on a timer and its lookups lead nowhere.
-        if share >= spec.num("familiar_host_share") or fol >= spec.num("followed_share") \
-                or p > spec.num("rhythm_alpha"):
-            a.severity = "low"
+        notice = share >= spec.num("familiar_host_share") or fol >= spec.num("followed_share") \
+            or p > spec.num("rhythm_alpha")
+        judged.setdefault(r.src_ip, []).append(((notice, p, -r.lookups), r, share, n, fol, p))
+    alerts = []
+    for host_rows in judged.values():  # one alert per host: its most telling resolver, the others related
+        host_rows.sort(key=lambda x: x[0])
+        _, r, share, n, fol, p = host_rows[0]
+        a = _explain_resolver(ctx, spec, r, dns_hosts, share, n, fol, p)
+        a.severity = "low" if host_rows[0][0][0] else a.severity
+        if len(host_rows) > 1:
+            a.related = [x[1].dst_ip for x in host_rows[1:]]
+            a.message += f"; {len(host_rows) - 1:,} other outside resolver(s) few hosts use, each judged the same way"
         alerts.append(a)
     return alerts
 

@@ -303,11 +303,17 @@ def company_share(ctx, ip) -> tuple[float, int]:
         from ..network import INTERNAL_EXTERNAL
 
         e = ctx.edges
-        pairs = e.filter(e.traffic_class == INTERNAL_EXTERNAL).select("src_ip", "dst_ip").distinct().to_pandas()
-        dsts = pd.Series(pairs.dst_ip.unique())
-        brands = dict(zip(dsts, orgs_of(ctx, dsts).map(brand)))
-        pairs["brand"] = pairs.dst_ip.map(brands)
-        return (pairs.dropna(subset=["brand"]).groupby("brand").src_ip.nunique()).to_dict()
+        o = e.filter(e.traffic_class == INTERNAL_EXTERNAL)
+        # brands of the distinct destinations only; the host counts stay in the engine (a capture
+        # can hold millions of host-destination pairs)
+        dsts = o.select("dst_ip").distinct().to_pandas().dst_ip
+        brands = pd.DataFrame({"dst_ip": dsts.to_numpy(), "brand": orgs_of(ctx, dsts).map(brand).to_numpy()})
+        brands = brands.dropna(subset=["brand"])
+        if brands.empty:
+            return {}
+        j = o.select("src_ip", "dst_ip").join(engine_table(ctx, brands), "dst_ip")
+        g = j.group_by("brand").aggregate(hosts=j.src_ip.nunique()).to_pandas()
+        return dict(zip(g.brand, g.hosts.astype(int)))
     by_brand = ctx.cached(("common.company_share",), build)
     _, n = prevalence(ctx)
     b = brand(org_of(ctx, ip))

@@ -19,11 +19,12 @@ from .common import (brand, busiest_service, company_share, known_channels, log_
 @rule("exfiltration.one_way_upload")
 def one_way_upload(ctx, spec) -> list[Alert]:
     pairs = _upload_pairs(ctx)
-    if pairs.empty:
+    ups = pairs.select("up_bytes").to_pandas().up_bytes  # the population: one column, every pair
+    if ups.empty:
         return []
-    center, spread = log_center_spread(pairs.up_bytes, spec.num("min_log_spread"))
-    fence_z = size_aware_z(len(pairs), spec.num("outlier_rate"))
-    big = pairs[(pairs.up_bytes >= spec.num("min_bytes")) & pairs.port.notna()]
+    center, spread = log_center_spread(ups, spec.num("min_log_spread"))
+    fence_z = size_aware_z(len(ups), spec.num("outlier_rate"))
+    big = pairs.filter((pairs.up_bytes >= spec.num("min_bytes")) & pairs.port.notnull()).to_pandas()
     big = big[[not k for k in known_channels(ctx, big)]]
     judged = [(r, v) for r in big.itertuples() for v in [_judge_upload(ctx, spec, r, center, spread, fence_z)] if v]
     crowds = _crowds(ctx, judged)
@@ -57,13 +58,15 @@ def _crowds(ctx, judged) -> dict:
 
 
 def _upload_pairs(ctx):
-    """Per internal host -> outside destination: bytes sent and received, flows, sending time."""
+    """Per internal host -> outside destination: bytes sent and received, flows, sending time; kept
+    in the engine (one row per pair: millions in a large capture), of which only the uploads big
+    enough to judge come to Python."""
     e = ctx.flows
     e = e.filter(e.traffic_class == INTERNAL_EXTERNAL)
     g = with_service(e.group_by("src_ip", "dst_ip").aggregate(
         up_bytes=e.up_bytes.sum().fill_null(0), down_bytes=e.down_bytes.sum().fill_null(0), flows=e.count(),
         duration=e.duration.sum(), svc=busiest_service(e, e.up_bytes), first_ts=e.ts.min()))
-    return g.filter(g.up_bytes > 0).to_pandas()
+    return ctx.engine.materialize(g.filter(g.up_bytes > 0))
 
 
 def _judge_upload(ctx, spec, r, center, spread, fence_z) -> dict | None:
