@@ -374,16 +374,17 @@ def rare_resolver(ctx, spec) -> list[Alert]:
         # DNS polls on a timer and its lookups lead nowhere.
         notice = share >= spec.num("familiar_host_share") or fol >= spec.num("followed_share") \
             or p > spec.num("rhythm_alpha")
-        judged.setdefault(r.src_ip, []).append(((notice, p, -r.lookups), r, share, n, fol, p))
+        judged.setdefault(r.src_ip, []).append((notice, p, -r.lookups, r, share, n, fol))
     alerts = []
     for host_rows in judged.values():  # one alert per host: its most telling resolver, the others related
-        host_rows.sort(key=lambda x: x[0])
-        _, r, share, n, fol, p = host_rows[0]
+        host_rows.sort(key=lambda x: x[:3])
+        (notice, p, _, r, share, n, fol), others = host_rows[0], host_rows[1:]
         a = _explain_resolver(ctx, spec, r, dns_hosts, share, n, fol, p)
-        a.severity = "low" if host_rows[0][0][0] else a.severity
-        if len(host_rows) > 1:
-            a.related = [x[1].dst_ip for x in host_rows[1:]]
-            a.message += f"; {len(host_rows) - 1:,} other outside resolver(s) few hosts use, each judged the same way"
+        if notice:
+            a.severity = "low"
+        if others:
+            a.related = [x[3].dst_ip for x in others]
+            a.message += f"; {len(others):,} other outside resolver(s) few hosts use, each judged the same way"
         alerts.append(a)
     return alerts
 
