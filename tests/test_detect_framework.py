@@ -156,6 +156,25 @@ def test_a_relay_beacon_folds_into_its_botnet_finding():
     assert al[3].actionable
 
 
+def test_a_resolver_carrying_a_dns_tunnel_is_the_tunnels_channel():
+    """A host tunnelling data through an outside resolver is also seen querying a new resolver:
+    that is the tunnel's channel (a notice naming it), while DNS to another resolver on the same
+    host is separate evidence and stays C&C over DNS."""
+    from flowsiem.rules.attribution import fold
+
+    tunnel = _spec(id="exfiltration.dns_tunnel", family="exfiltration", severity="high")
+    new = _spec(id="cnc.new_resolver", family="cnc", severity="medium", folds_into="exfiltration")
+    al = [Alert(tunnel, "10.0.0.5", "tunnel", [], 1.0, destination_ip="198.51.100.1", example_port=53),
+          Alert(new, "10.0.0.5", "new resolver", [], 1.0, destination_ip="198.51.100.1", example_port=53),
+          Alert(new, "10.0.0.5", "another resolver", [], 1.0, destination_ip="203.0.113.9", example_port=53)]
+    fold(al)
+    assert al[1].severity_name == "low" and "exfiltration.dns_tunnel" in al[1].message
+    assert al[2].actionable
+    assert devices(al)[0]["families"] == "cnc;exfiltration"
+    fold([al[0], al[2]])  # different resolver only: nothing folds
+    assert al[2].actionable and devices(al[:2])[0]["families"] == "exfiltration"
+
+
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "flowsiem.cli", *map(str, args)], capture_output=True, text=True)
 

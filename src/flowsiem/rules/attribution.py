@@ -5,8 +5,10 @@ each. A relay of an internal botnet (a workstation the bots poll) also checks in
 outside: that beacon is the group's way out, part of the botnet finding, not a second family.
 A rule says so with `folds_into: <family>` in rules.yaml: when the same device has an alert of
 that family at medium or more, this rule's alert becomes a low notice that names it, and its
-destination joins that alert's related addresses. DNS channels never fold: C&C over DNS is a
-family of its own.
+destination joins that alert's related addresses. A DNS alert folds only into a finding on the
+same resolver: a host tunnelling data through an outside resolver is flagged there as new, periodic
+or silent-hours DNS too, and that is the tunnel's channel, not C&C; DNS to another resolver is C&C
+over DNS, a family of its own.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ def fold(alerts: list) -> list:
             owners.setdefault((a.source_ip, a.rule.family), []).append(a)
     for a in alerts:
         target = a.rule.folds_into
-        if not target or not a.actionable or a.example_port == DNS_PORT:
+        if not target or not a.actionable:
             continue
         found = owners.get((a.source_ip, target))
+        if found and a.example_port == DNS_PORT:
+            found = [b for b in found if b.destination_ip == a.destination_ip]
         if not found:
             continue
         main = max(found, key=lambda b: (b.severity_number, b.risk_score))
