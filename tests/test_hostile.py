@@ -74,6 +74,8 @@ CASES = [
      ["badip.csv", "column 'src_ip', 1 row", "invalid IP addresses", "'10.0.0.300'"]),
     ("negative.csv", dict(change=_set("down_bytes", -5)),
      ["negative.csv", "column 'down_bytes', 1 row", "negative byte counts", "-5"]),
+    ("huge.csv", dict(change=_set("up_bytes", 10**18)),  # an exabyte in one flow
+     ["huge.csv", "column 'up_bytes', 1 row", "byte counts out of range", "1000000000000000000", "9.0 PB"]),
     ("badport.csv", dict(change=_set("port", 70000)),
      ["badport.csv", "column 'port', 1 row", "0..65535", "70000"]),
     ("badts.csv", dict(change=_set("timestamp", "noon")),
@@ -195,3 +197,51 @@ def test_addresses_need_spark(tmp_path):
 
     with pytest.raises(UsageError, match="mix addresses"):
         read_flows(["s3a://bucket/day.parquet", tmp_path / "local.parquet"], connect("duckdb"))
+
+
+# --- absurd byte counts -------------------------------------------------------------------------
+
+MAX_FLOW_BYTES = 2**53  # the documented bound: 9.0 PB in one flow (README, What flowsiem guarantees)
+
+
+def test_byte_counts_beyond_the_bound_are_out_of_range(day, tmp_path):
+    d, df = day
+    # An int64 parquet column: 2**53 is the largest count taken, one more is out of range.
+    for value, ok in ((MAX_FLOW_BYTES, True), (MAX_FLOW_BYTES + 1, False)):
+        big = df.copy()
+        big.loc[5, "up_bytes"] = value
+        path = tmp_path / f"up{value}.parquet"
+        big.to_parquet(path, index=False)
+        r = flowsiem("hunt", path, "--out", tmp_path / "o", "--no-report", "-q")
+        if ok:
+            assert r.returncode == 0 and r.stderr == "", r.stderr
+        else:
+            _one_line_error(r, path.name, "column 'up_bytes', 1 row", "byte counts out of range", str(value))
+    # Beyond int64 (text, or a float column): out of range as well, not "not whole numbers".
+    path = _csv(tmp_path, df, "int64.csv", _set("down_bytes", 10**20))
+    r = flowsiem("hunt", path, "--out", tmp_path / "o", "--no-report")
+    _one_line_error(r, "int64.csv", "column 'down_bytes', 1 row", "byte counts out of range",
+                    "'100000000000000000000'")
+    assert "whole numbers" not in r.stderr
+    flt = df.astype({"up_bytes": "float64"})
+    flt.loc[7, "up_bytes"] = 1e20
+    flt.to_parquet(tmp_path / "float.parquet", index=False)
+    r = flowsiem("hunt", tmp_path / "float.parquet", "--out", tmp_path / "o", "--no-report")
+    _one_line_error(r, "float.parquet", "column 'up_bytes', 1 row", "byte counts out of range")
+    assert "whole numbers" not in r.stderr
+
+
+def test_skip_sets_absurd_byte_counts_aside(day, tmp_path):
+    d, df = day
+    df = df.copy().astype({"up_bytes": object, "down_bytes": object})
+    df.loc[5, "up_bytes"], df.loc[9, "down_bytes"], df.loc[11, "up_bytes"] = 10**18, 10**20, "lots"
+    path = tmp_path / "absurd.csv"
+    df.to_csv(path, index=False)
+    out = tmp_path / "out"
+    r = flowsiem("hunt", path, "--out", out, "--no-report", "--on-bad-rows", "skip")
+    assert r.returncode == 0, r.stderr
+    said = " ".join(r.stderr.split())
+    assert f"skipped 3 rows of {len(df):,}" in said and "byte count out of range (over 9.0 PB): 2" in said, said
+    rej = pd.read_parquet(out / "rejected.parquet").sort_values("reason")
+    assert list(rej.reason) == ["byte count not a whole number"] + ["byte count out of range (over 9.0 PB)"] * 2
+    assert set(rej.up_bytes) | set(rej.down_bytes) >= {"1000000000000000000", "100000000000000000000", "lots"}

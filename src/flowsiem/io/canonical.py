@@ -28,6 +28,12 @@ from ..schema import CANONICAL_TYPES
 from . import timeunits as tu
 
 MAX_IP_PACKET = 65535  # bytes: the largest IPv4 packet (IPv6 jumbograms aside)
+# The most bytes one flow record may count: 2**53, 9.0 PB. A 100 Gbit/s link running flat out
+# needs more than 8 days to carry that, and 2**53 is where a float64 (JSON readers, pandas with
+# missing values) stops holding whole byte counts exactly; a larger count is a corrupt counter or
+# a sentinel, and summing a few of them would overflow the int64 totals.
+MAX_FLOW_BYTES = 2**53
+_INT64_FLOAT_LIMIT = 9.0e18  # float values at or beyond this do not fit an int64 (kept below 2**63)
 
 RAW_COLUMNS = ("ts", "src_ip", "dst_ip", "proto", "port", "src_port", "up_bytes", "down_bytes",
                "duration", "conn_state", "up_pkts", "down_pkts")
@@ -133,6 +139,26 @@ def _as_int(col):
     return conv, text.notnull() & (text != "") & conv.isnull()
 
 
+def _beyond_int64(col):
+    """(above, below): present values that are numbers too large (or too small) for an int64 --
+    1e20 as text or in a float column, +-inf. `_as_int` leaves them null and flags them as not
+    numbers; they are numbers out of range. (None, None) for columns that cannot hold them."""
+    import ibis
+
+    t = col.type()
+    if t.is_integer() or t.is_null() or t.is_decimal():
+        return None, None
+    if t.is_floating():
+        num = col
+    else:
+        text = col.cast("string") if not t.is_string() else col
+        # Only what does not read as an int64 is read again as a float (the rare error path).
+        num = ibis.ifelse(text.try_cast("int64").isnull(), text.try_cast("float64"), ibis.null())
+    known = num.notnull() & ~num.isnan()
+    return ((known & (num >= _INT64_FLOAT_LIMIT)).fill_null(False),
+            (known & (num <= -_INT64_FLOAT_LIMIT)).fill_null(False))
+
+
 def _as_float(col):
     """A non-negative float, or null (optional columns: unreadable values are simply unknown)."""
     import ibis
@@ -233,8 +259,10 @@ class _Plan:
         impossible = None
         for name, pkts in (("up_bytes", "up_pkts"), ("down_bytes", "down_pkts")):
             val, bad = _as_int(t[name])
-            checks[f"{name}_bad"] = bad
-            checks[f"{name}_neg"] = val < 0
+            above, below = _beyond_int64(t[name])
+            checks[f"{name}_bad"] = bad if above is None else bad & ~(above | below)
+            checks[f"{name}_neg"] = _or(val < 0, below)
+            checks[f"{name}_absurd"] = _or(val > MAX_FLOW_BYTES, above)
             # More bytes than the packets could carry (an IP packet holds at most 65,535): Zeek
             # counts bytes from TCP sequence numbers, and a connection seen in part gets absurd
             # counts (700 MB in 19 packets). Such a count is unknown, not an upload.
@@ -267,6 +295,8 @@ class _Plan:
         return vals[0] if vals else None
 
 
+_ABSURD = "more than 9.0 PB (2**53 bytes) in one flow, over 8 days of a 100 Gbit/s link"
+
 # Row-level problems in the order they are reported: (check, raw column, message).
 _PROBLEMS = [
     ("ts_missing", "ts", "timestamp is missing"),
@@ -276,6 +306,8 @@ _PROBLEMS = [
     ("down_bytes_bad", "down_bytes", "byte counts that are not whole numbers{example}"),
     ("up_bytes_neg", "up_bytes", "negative byte counts{example}"),
     ("down_bytes_neg", "down_bytes", "negative byte counts{example}"),
+    ("up_bytes_absurd", "up_bytes", "byte counts out of range{example}: " + _ABSURD),
+    ("down_bytes_absurd", "down_bytes", "byte counts out of range{example}: " + _ABSURD),
     ("port_bad", "port", "ports that are not integers in 0..65535{example}"),
     ("src_port_bad", "src_port", "ports that are not integers in 0..65535{example}"),
 ]
@@ -422,6 +454,8 @@ _REASONS = {"ts_missing": "timestamp missing", "ts_bad": "unreadable timestamp",
             "ts_range": "timestamp out of range (negative or in the future)",
             "up_bytes_bad": "byte count not a whole number", "down_bytes_bad": "byte count not a whole number",
             "up_bytes_neg": "negative byte count", "down_bytes_neg": "negative byte count",
+            "up_bytes_absurd": "byte count out of range (over 9.0 PB)",
+            "down_bytes_absurd": "byte count out of range (over 9.0 PB)",
             "port_bad": "port not in 0..65535", "src_port_bad": "port not in 0..65535",
             "src_ip": "invalid source address", "dst_ip": "invalid destination address"}
 
