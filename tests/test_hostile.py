@@ -245,3 +245,48 @@ def test_skip_sets_absurd_byte_counts_aside(day, tmp_path):
     rej = pd.read_parquet(out / "rejected.parquet").sort_values("reason")
     assert list(rej.reason) == ["byte count not a whole number"] + ["byte count out of range (over 9.0 PB)"] * 2
     assert set(rej.up_bytes) | set(rej.down_bytes) >= {"1000000000000000000", "100000000000000000000", "lots"}
+
+# --- a baseline with no flows, a test day of strangers ------------------------------------------
+
+@pytest.fixture(scope="module")
+def baseline(day, tmp_path_factory):
+    d, _ = day
+    out = tmp_path_factory.mktemp("baseline")
+    r = flowsiem("profile", d / "good.parquet", "--out", out, "-q")
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_baseline_with_no_flows(day, tmp_path):
+    d, df = day
+    df.head(0).to_csv(tmp_path / "header.csv", index=False)
+    df.head(0).to_parquet(tmp_path / "norows.parquet", index=False)
+    for name, says in (("header.csv", "no flow records"), ("norows.parquet", "file has no rows")):
+        r = flowsiem("profile", tmp_path / name, "--out", tmp_path / "p")
+        _one_line_error(r, name, says)
+        assert not (tmp_path / "p" / "profile.json").exists()
+    r = flowsiem("run", tmp_path / "header.csv", d / "good.csv", "--out", tmp_path / "r", "--no-report")
+    _one_line_error(r, "header.csv", "no flow records")
+    assert not (tmp_path / "r" / "alerts.jsonl").exists()
+
+
+def test_test_day_of_hosts_unknown_to_the_baseline(day, baseline, tmp_path):
+    d, df = day
+    # The same office on new addresses in the same network (renumbered by DHCP, a new site): the
+    # servers are the baseline's, no host is.
+    hosts = sorted(set(df.src_ip))
+    new = {h: f"10.9.8.{100 + i}" for i, h in enumerate(hosts)}
+    strangers = df.assign(src_ip=df.src_ip.replace(new), dst_ip=df.dst_ip.replace(new))
+    strangers.to_csv(tmp_path / "strangers.csv", index=False)
+    r = flowsiem("detect", tmp_path / "strangers.csv", "--baseline", baseline, "--out", tmp_path / "o",
+                 "--no-report")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    note = [line for line in r.stderr.splitlines() if "none of the test day's" in line]
+    assert len(note) == 1, r.stderr
+    said = " ".join(r.stderr.split())
+    assert (f"none of the test day's {len(hosts)} internal hosts is in the baseline: each is judged "
+            f"against its peers only") in said, said
+    assert (tmp_path / "o" / "devices.csv").exists()
+    # A day of known hosts gets no such note.
+    r = flowsiem("detect", d / "good.csv", "--baseline", baseline, "--out", tmp_path / "o2", "--no-report")
+    assert r.returncode == 0 and "none of the test day's" not in r.stderr, r.stderr

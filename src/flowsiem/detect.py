@@ -341,7 +341,26 @@ def detect(test, baseline_dir: Path, out: Path, servers=None, options: DetectOpt
     t0 = time.perf_counter()
     specs = load_rules(opts.rules_file, opts.disable)  # bad rules file: fail before reading data
     ctx = build_context(test, baseline_dir, servers, opts)
+    note_unknown_hosts(ctx)
     return finish(ctx, specs, opts, out, t0)
+
+
+def note_unknown_hosts(ctx: DetectContext) -> None:
+    """One line when none of the test day's internal hosts is in the baseline (addresses
+    renumbered, another site, the wrong --baseline): the run goes on, but no host then has a
+    baseline day of its own and every rule judges it against its peers only."""
+    from .network import INTERNAL_EXTERNAL, INTERNAL_INTERNAL
+
+    known = ctx.base_df("hosts")
+    if known is None:
+        return
+    e = ctx.edges_df
+    today = {ip for ip in e[e.traffic_class.isin([INTERNAL_INTERNAL, INTERNAL_EXTERNAL])].src_ip.unique()
+             if ctx.model.is_unicast_host(ip)}
+    if today and not today & set(known.ip):
+        info(f"note: none of the test day's {len(today):,} internal hosts is in the baseline: each is judged "
+             f"against its peers only, not against a baseline day of its own (renumbered addresses, "
+             f"or a baseline of another network?)")
 
 
 def finish(ctx: DetectContext, specs: dict, opts: DetectOptions, out: Path, t0: float) -> DetectResult:
