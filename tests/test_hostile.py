@@ -18,8 +18,9 @@ import pytest
 from conftest import make_office_day
 
 
-def flowsiem(*args):
-    return subprocess.run([sys.executable, "-m", "flowsiem.cli", *map(str, args)], capture_output=True, text=True)
+def flowsiem(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "flowsiem.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd)
 
 
 def _one_line_error(r, *needles):
@@ -160,7 +161,8 @@ def test_skip_leaves_bad_rows_out_and_keeps_them(day, tmp_path):
     r = flowsiem("hunt", path, "--out", out, "--no-report", "--on-bad-rows", "skip")
     assert r.returncode == 0, r.stderr
     said = " ".join(r.stderr.split())
-    assert f"skipped 2 rows of {len(df):,}" in said and "rejected.parquet" in said, said
+    assert f"skipped 2 rows of {len(df):,}" in said, said
+    assert str(out / "rejected.parquet") in "".join(r.stderr.split()), said  # a long path is folded
     rej = pd.read_parquet(out / "rejected.parquet").sort_values("reason")
     assert list(rej.reason) == ["byte count not a whole number", "negative byte count"]
     assert set(rej.up_bytes) == {"lots", "-1"} and set(rej.input) == {"test"}
@@ -246,6 +248,7 @@ def test_skip_sets_absurd_byte_counts_aside(day, tmp_path):
     assert list(rej.reason) == ["byte count not a whole number"] + ["byte count out of range (over 9.0 PB)"] * 2
     assert set(rej.up_bytes) | set(rej.down_bytes) >= {"1000000000000000000", "100000000000000000000", "lots"}
 
+
 # --- a baseline with no flows, a test day of strangers ------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -290,3 +293,58 @@ def test_test_day_of_hosts_unknown_to_the_baseline(day, baseline, tmp_path):
     # A day of known hosts gets no such note.
     r = flowsiem("detect", d / "good.csv", "--baseline", baseline, "--out", tmp_path / "o2", "--no-report")
     assert r.returncode == 0 and "none of the test day's" not in r.stderr, r.stderr
+
+
+# --- --on-bad-rows skip in every command that writes files, and in explain -----------------------
+
+@pytest.fixture(scope="module")
+def dirty(day):
+    d, df = day
+    df = df.copy().astype({"up_bytes": object})
+    df.loc[5, "up_bytes"] = "lots"
+    df.loc[9, "down_bytes"] = -1
+    path = d / "dirty.csv"
+    df.to_csv(path, index=False)
+    return path, len(df)
+
+
+def _kept(path, inputs):
+    rej = pd.read_parquet(path)
+    assert sorted(rej.reason) == ["byte count not a whole number", "negative byte count"] * (len(inputs) // 2), rej
+    assert sorted(rej.input) == sorted(inputs)
+    assert "lots" in set(rej.up_bytes) and "-1" in set(rej.down_bytes)
+
+
+def test_skip_in_profile_detect_and_run_keeps_the_rows(dirty, baseline, tmp_path):
+    path, n = dirty
+
+    def skip(*args):
+        r = flowsiem(*args, "--on-bad-rows", "skip")
+        assert r.returncode == 0, r.stderr
+        said = " ".join(r.stderr.split())
+        assert f"skipped 2 rows of {n:,} (byte count not a whole number: 1; negative byte count: 1)" in said, said
+        return "".join(r.stderr.split())  # paths may be folded across lines
+
+    p = tmp_path / "p"
+    said = skip("profile", path, "--out", p)
+    _kept(p / "rejected.parquet", ["baseline"] * 2)
+    assert f"{p / 'rejected.parquet'}" in said, said
+    o = tmp_path / "o"
+    said = skip("detect", path, "--baseline", baseline, "--out", o, "--no-report")
+    _kept(o / "rejected.parquet", ["test"] * 2)
+    assert f"{o / 'rejected.parquet'}" in said, said
+    r = tmp_path / "r"
+    said = skip("run", path, path, "--out", r, "--no-report")
+    _kept(r / "profile" / "rejected.parquet", ["baseline"] * 2)  # the clean day's
+    _kept(r / "rejected.parquet", ["test"] * 2)                   # the test day's
+    assert f"{r / 'profile' / 'rejected.parquet'}" in said and f"{r / 'rejected.parquet'}" in said, said
+
+
+def test_explain_skip_says_what_it_left_out_and_claims_no_file(dirty, baseline, tmp_path):
+    path, n = dirty
+    r = flowsiem("explain", "10.9.8.1", path, "--baseline", baseline, "--on-bad-rows", "skip", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    said = " ".join(r.stderr.split())
+    assert f"skipped 2 rows of {n:,}" in said, said
+    assert "kept in" not in said and "explain writes no files: the skipped rows are not kept" in said, said
+    assert not list(tmp_path.rglob("rejected.parquet")) and not list(baseline.rglob("rejected.parquet"))

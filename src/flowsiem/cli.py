@@ -76,6 +76,11 @@ OnBadRowsOpt = typer.Option(
     help="Rows with unreadable values or invalid addresses: 'error' stops with a one-line message "
          "(file, column, rows, an example); 'skip' leaves them out, says how many and why, and keeps "
          "them in OUT/rejected.parquet.")
+ExplainOnBadRowsOpt = typer.Option(
+    "error", "--on-bad-rows",
+    help="Rows with unreadable values or invalid addresses: 'error' stops with a one-line message "
+         "(file, column, rows, an example); 'skip' leaves them out and says how many and why "
+         "(explain writes no files: `detect --on-bad-rows skip` keeps them in OUT/rejected.parquet).")
 GeoAsnOpt = typer.Option(None, "--geoip-asn", help="A MaxMind GeoLite2 ASN .mmdb to use instead of the shipped data.")
 
 
@@ -361,7 +366,7 @@ def explain(
     rules: Optional[Path] = RulesOpt,
     disable: Optional[list[str]] = DisableOpt,
     fmt: str = FormatOpt,
-    on_bad_rows: str = OnBadRowsOpt,
+    on_bad_rows: str = ExplainOnBadRowsOpt,
     time_unit: str = TimeUnitOpt,
     date: Optional[str] = DateOpt,
     engine: str = EngineOpt,

@@ -35,12 +35,15 @@ def _host_summary(edges, hours) -> dict:
 def explain(ip: str, test, baseline_dir: Path, servers=None, options: DetectOptions | None = None) -> None:
     from rich.table import Table
 
-    from .console import console
+    from .console import console, info
     from .rules import load_rules
 
     opts = options or DetectOptions()
     specs = load_rules(opts.rules_file, opts.disable)
     ctx = build_context(test, baseline_dir, servers, opts)
+    if any(r is not None and r.rejected_rows for r in ctx.read_info.values()):
+        info("note: explain writes no files: the skipped rows are not kept "
+             "(detect --on-bad-rows skip --out DIR writes them to DIR/rejected.parquet)")
     c = console()
     g = ctx.geo(ip)
     internal = ctx.model.is_internal(ip)

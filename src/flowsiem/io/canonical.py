@@ -423,7 +423,7 @@ def finish(raw: RawInput, time_unit: str, date, on_bad_rows: str = "error") -> F
         if n_rejected:
             counts = plan.counts(t)
             notes.append(f"skipped {n_rejected:,} row{'s' if n_rejected != 1 else ''} of "
-                         f"{counts['rows'] + n_rejected:,} ({what}); they are kept in rejected.parquet")
+                         f"{counts['rows'] + n_rejected:,} ({what})")
             if counts["rows"] == 0:
                 raise InputError(f"no valid flow records: every row has a problem ({what})",
                                  file=", ".join(str(f) for f in raw.files) or None)

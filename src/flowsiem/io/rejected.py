@@ -16,6 +16,7 @@ def write_rejected(reads: dict, path: Path) -> int:
     import ibis
 
     from ..atomic import replacing
+    from ..console import info
 
     parts = [r.rejected.mutate(input=ibis.literal(name)) for name, r in reads.items()
              if r is not None and r.rejected is not None and r.rejected_rows]
@@ -26,4 +27,8 @@ def write_rejected(reads: dict, path: Path) -> int:
     table = parts[0] if len(parts) == 1 else ibis.union(*parts)
     with replacing(path) as tmp:
         table.to_parquet(tmp)
-    return sum(r.rejected_rows for r in reads.values() if r is not None)
+    n = sum(r.rejected_rows for r in reads.values() if r is not None)
+    # Said here, where the file is written: a reader's "skipped N rows" note cannot know whether
+    # (or where) the command keeps them (explain writes no files).
+    info(f"note: the {n:,} skipped row{'s are' if n != 1 else ' is'} kept in {path}")
+    return n
