@@ -191,3 +191,19 @@ def test_no_network_access_at_run_time(tmp_path, monkeypatch):
     assert (out / "report.html").stat().st_size > 0 and (out / "devices.csv").read_text().count("\n") > 1
     zeek_json = Path(__file__).resolve().parent / "fixtures" / "readers" / "zeek_conn.json"
     flowsiem("hunt", zeek_json, "--out", tmp_path / "hunt", "--no-report", "--quiet")
+
+
+def test_run_twice_into_the_same_out_is_idempotent(tmp_path):
+    # Re-running the same job (cron retrying, a pipeline re-played) over its own outputs gives
+    # the same alerts and devices, byte for byte: nothing from the earlier run leaks in.
+    days, out = tmp_path / "d", tmp_path / "out"
+    subprocess.run(_cli("generate", "--scenario", "obvious", "--seed", "5", "--scale", "0.02", "--out", days,
+                        "--quiet"), check=True)
+    cmd = _cli("run", days / "data.parquet", days / "test.parquet", "--servers", days / "servers.parquet",
+               "--out", out, "--no-report", "--quiet")
+    subprocess.run(cmd, check=True)
+    first = {name: (out / name).read_bytes() for name in ("alerts.jsonl", "devices.csv")}
+    assert first["alerts.jsonl"].count(b"\n") > 0 and first["devices.csv"].count(b"\n") > 1
+    subprocess.run(cmd, check=True)
+    for name, content in first.items():
+        assert (out / name).read_bytes() == content, name
