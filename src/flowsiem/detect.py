@@ -354,9 +354,9 @@ def note_unknown_hosts(ctx: DetectContext) -> None:
     known = ctx.base_df("hosts")
     if known is None:
         return
-    e = ctx.edges_df
-    today = {ip for ip in e[e.traffic_class.isin([INTERNAL_INTERNAL, INTERNAL_EXTERNAL])].src_ip.unique()
-             if ctx.model.is_unicast_host(ip)}
+    e = ctx.edges  # the distinct sources only (in the engine): a capture's edges can be millions
+    srcs = e.filter(e.traffic_class.isin([INTERNAL_INTERNAL, INTERNAL_EXTERNAL])).select("src_ip").distinct()
+    today = {ip for ip in srcs.to_pandas().src_ip if ctx.model.is_unicast_host(ip)}
     if today and not today & set(known.ip):
         info(f"note: none of the test day's {len(today):,} internal hosts is in the baseline: each is judged "
              f"against its peers only, not against a baseline day of its own (renumbered addresses, "
