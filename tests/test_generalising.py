@@ -38,6 +38,14 @@ or more (`Alert.actionable`); low alerts are notices.
      regular run of lone lookups -- seven, every 15 minutes, through one evening -- is C&C on its
      rhythm alone (min_events: the rhythm's chance already counts the gaps); as many lone lookups
      at random times are not
+ 14  external request_flood, burst path: the baseline's busiest client, an evening regular, three
+     times busier through the same evening is its day-to-day variation (judged by its daily total);
+     a regular that puts a flood into one hour of its ordinary day is a burst (a known client's
+     busiest hour against its own habit: busiest_ratio x its own busiest-hour share); around path:
+     a heavy evening into the first quiet hours is not around the clock (max_window_share)
+ 15  external off_hours: "unlike its own baseline day" is judged against how far the known clients'
+     hours move from one day to the next (_hours_moved), not by the fence alone: a night-leaning
+     regular a little further into the night is not news, a daytime regular turned night client is
 """
 
 from __future__ import annotations
@@ -674,3 +682,63 @@ def test_13_a_short_regular_run_of_lone_lookups_on_a_machine_left_on_is_cnc(left
     (a,) = _of(res, [LEFT_ON_BEACON], rule_id="cnc.dns_silent_hours")
     assert a.actionable and "regular every ~15 min" in a.message, a.message
     assert _flagged(res, "cnc") == {LEFT_ON_BEACON}  # the same number of lookups at random times is not
+
+
+# --- 14  request_flood, burst path: a known client's busiest hour against its own habit --------------------
+
+EVENING_REGULAR = "82.155.111.1"  # both days the busiest client, 19-22 h: 700 requests, today 2,300
+DAY_REGULAR = "82.155.111.2"      # both days 200 requests over 08-18 h; today also 1,500 within one hour
+LONG_EVENING = "82.155.111.3"     # baseline 80 requests over 08-18 h; today 1,500 from 20 h to 01 h
+
+
+@pytest.fixture(scope="module")
+def habits(tmp_path_factory):
+    day = lambda s: _session(DAY_REGULAR, 8 * HOUR, 600, 200, s)  # noqa: E731
+    sbase = pd.concat([make_clients_day(seed=1), _evening_users(1), _session(EVENING_REGULAR, 19 * HOUR, 180, 700, 1), day(2),
+                       _session(LONG_EVENING, 8 * HOUR, 600, 80, 6)])
+    stest = pd.concat([make_clients_day(seed=2), _evening_users(2), _session(EVENING_REGULAR, 19 * HOUR, 180, 2300, 3), day(4),
+                       _session(DAY_REGULAR, 14 * HOUR, 50, 1500, 5),
+                       _session(LONG_EVENING, 20 * HOUR, 239, 1200, 7), _session(LONG_EVENING, 0, 60, 300, 8)])
+    return _detect(tmp_path_factory, "habits", make_office_day(seed=1), make_office_day(seed=2),
+                   servers=stest, servers_base=sbase)
+
+
+def test_14_a_regular_busier_through_its_usual_evening_is_not_a_burst(habits):
+    """Over three times its own day, and its busiest hour over twice the clients' busiest, but its
+    evening has the same shape as on the baseline day (a third of it in each hour): the busiest
+    client's day-to-day variation, below the extreme bar. The old rule called it a burst. A
+    regular that puts most of its day into one hour is one. Nor is a long, heavy evening that
+    reaches into the clients' first quiet hours "around the clock" (the old around path): all of
+    it lies within eight hours, as people's use does."""
+    assert not [a for a in _of(habits, [EVENING_REGULAR, LONG_EVENING], family="external_abuse") if a.actionable]
+    (a,) = _of(habits, [DAY_REGULAR], rule_id="external_abuse.request_flood")
+    assert a.actionable and a.details["path"] == "burst", a.message
+    peak = [e for e in a.evidence if e.metric == "flows in its busiest hour"][0]
+    assert peak.baseline is not None and peak.observed > 2 * peak.baseline
+
+
+# --- 15  off_hours: a regular's hours against how far the known clients' hours move day to day ----------
+
+def test_15_a_night_leaning_regular_a_little_later_is_not_unlike_its_own_day():
+    """Known clients' hour rarity (log of how much less frequented their hours are than the
+    busiest) moves a little from one day to the next; a regular whose own day was already 4.8x
+    rarer and today's 6x (the fence crossed by a day's variation) has not changed its habits. The
+    old check only asked that its own day was below the fence. A daytime regular now 240x rarer
+    has; a client with no baseline day of its own is not held back."""
+    from flowsiem.rules import load_rules
+    from flowsiem.rules.external import ClientFeatures, _hours_moved
+
+    rng = np.random.default_rng(1)
+    n = 300
+    own = rng.normal(0.4, 0.15, n)
+    today = own + rng.normal(0.0, 0.1, n)
+    own = np.r_[own, np.log(4.8), 0.3, np.nan]
+    today = np.r_[today, np.log(6.0), np.log(240.0), np.log(50.0)]
+    df = pd.DataFrame({"flows": 60.0, "own_flows": np.r_[np.full(n + 2, 60.0), np.nan]},
+                      index=[f"82.155.1.{i}" for i in range(n + 3)])
+    df["known"] = df.own_flows.notna()
+    fx = ClientFeatures(df, df, None, None, None, None, [], "baseline")
+    moved, thr = _hours_moved(fx, load_rules()["external_abuse.off_hours"], today, own)
+    assert np.log(6.0 / 4.8) < thr < np.log(240.0 / 1.35)
+    assert not moved[n] and moved[n + 1] and moved[n + 2]
+    assert moved[:n].mean() < 0.01  # ordinary changes stay under the fence (size-aware: ~1 in 100 days)

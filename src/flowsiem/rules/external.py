@@ -28,7 +28,7 @@ import math
 from ..alerts import Alert, Evidence
 from ..fmt import fmt_bytes, fmt_count, fmt_hours, fmt_share, is_missing
 from . import rule
-from .common import (DAY_HOURS, MAD_TO_SIGMA, familiar_origins, from_log_z, log_center_spread, log_z, mad,
+from .common import (DAY_HOURS, MAD_TO_SIGMA, familiar_origins, from_log_z, log_center_spread, log_z, mad, median,
                      maxima_ratio, mean, past, past_share, past_z, quantile, quiet_hours, size_aware_z, tail_index,
                      wilson_lower)
 
@@ -436,7 +436,8 @@ def request_flood(ctx, spec) -> list[Alert]:
                force or short flood hides in an ordinary daily total), that hour also holding a
                good part of the client's day (burst_share_baseline; burst_share without a clean
                servers day): a client busy all day is judged by its daily total;
-      around   heavy in both flows and bytes served AND keeping the clients' quiet hours;
+      around   heavy in both flows and bytes served AND keeping the clients' quiet hours AND spread
+               over the day (no window_hours hold max_window_share of it: not a long evening);
       repeat   beyond the clients' 99th percentile of flows AND beyond busiest_ratio x the busiest
                client of its own service (a login service has few, light clients) AND requests that
                are copies of each other (failed logins, a scripted call)."""
@@ -484,10 +485,18 @@ def _flood_paths(fx, spec):
     peak_thr = max(from_log_z(pk["med"], pk["sig"], peak_fence), p99r * from_log_z(pk["med"], pk["sig"], Z99),
                    spec.num("busiest_ratio") * pk["max"] if baseline else 0.0)
     peak = df.peak_hour_flows.to_numpy()
-    # a burst stands out from the client's own day, not only from the other clients' hours
+    # a burst stands out from the client's own day, not only from the other clients' hours; a known
+    # client's hour also from its own habit: busiest_ratio x as concentrated as its own busiest hour
+    # was (the same day, busier all through, is judged by its daily total: the extreme path)
     share = spec.num("burst_share_baseline") if baseline else spec.num("burst_share")
-    burst = (peak >= peak_thr) & own_ok & (peak >= share * flows)
-    around = (zf >= zthr) & (zb >= zthr) & quiet_cue & own_ok
+    own_peak = fx.own_hours.max(axis=1) if fx.own_hours is not None else np.zeros(len(df))
+    own_share = own_peak / np.maximum(np.nan_to_num(df.own_flows.to_numpy()), 1.0)
+    own_shape = ~df.known.to_numpy() | (peak >= spec.num("busiest_ratio") * own_share * flows)
+    burst = (peak >= peak_thr) & own_ok & own_shape & (peak >= share * flows)
+    # around the clock: keeping the quiet hours AND spread over the day -- a long evening that
+    # reaches into the first quiet hours keeps to a part of the day, as people do
+    spread = _busiest_window_share(fx.hours, int(spec.num("window_hours"))) <= spec.num("max_window_share")
+    around = (zf >= zthr) & (zb >= zthr) & quiet_cue & spread & own_ok
     svc_busiest = _service_busiest(fx)
     repeat = ((flows >= v["flows_p99"]) & (flows >= spec.num("busiest_ratio") * svc_busiest)
               & (df.up_cv.to_numpy() <= spec.num("max_size_cv")) & own_ok)
@@ -495,7 +504,7 @@ def _flood_paths(fx, spec):
              for i in np.flatnonzero(extreme | burst | around | repeat)}
     return paths, {"v": v, "zf": zf, "zb": zb, "st": st, "lb": lb, "fence": fence, "f_extreme": f_extreme,
                    "alpha": alpha, "busiest": busiest, "peoples_day": peoples_day,
-                   "pk": pk, "peak_thr": peak_thr, "zthr": zthr, "svc_busiest": svc_busiest}
+                   "pk": pk, "peak_thr": peak_thr, "zthr": zthr, "svc_busiest": svc_busiest, "own_peak": own_peak}
 
 
 def _service_busiest(fx):
@@ -531,6 +540,7 @@ def _explain_flood(fx, spec, i, path, c) -> Alert:
                        reference={"clients": fx.n_ref, "spread_log": round(v["f_sig"], 3)},
                        threshold=round(c["fence"], 2) if path == "extreme" else c["zthr"] if path == "around" else None))
     ev.append(Evidence("flows in its busiest hour", "flows", observed=int(row.peak_hour_flows),
+                       baseline=int(c["own_peak"][i]) if row.known and fx.own_hours is not None else None,
                        reference={"median": round(math.exp(pk["med"]), 1),
                                   "p99_fit": round(from_log_z(pk["med"], pk["sig"], Z99), 1), "busiest": round(pk["max"], 1),
                                   "clients": len(fx.ref_hours)},
@@ -580,7 +590,7 @@ def _explain_flood(fx, spec, i, path, c) -> Alert:
 def off_hours(ctx, spec) -> list[Alert]:
     """A client whose hours are improbable for the client population (hour rarity beyond the
     population's size-aware fence), mostly in the clients' quiet hours, kept up over several
-    hours, on enough flows to be a pattern, unlike its own baseline day, AND either all of it in
+    hours, on enough flows to be a pattern, unlike its own baseline day (_hours_moved), AND either all of it in
     hours hardly anyone uses (90 % of its flows at hours >= min_rarity x rarer than the busiest:
     the deep night, not a long evening) or one more cue: heavy, from an origin few clients share,
     or probing several services."""
@@ -600,6 +610,8 @@ def off_hours(ctx, spec) -> list[Alert]:
         _share_at_rate(spec.num("night_rate_ratio"), q) if 0 < q < DAY_HOURS else np.zeros(len(df), bool)
     improbable = ((rarity >= fence) & inverted & (df.flows.to_numpy() >= spec.num("min_flows"))
                   & (df.active_hours.to_numpy() >= spec.num("min_active_hours")) & ~(own >= fence))
+    moved, moved_thr = _hours_moved(fx, spec, rarity, own)
+    improbable &= moved
     deep_thr = max(math.log(spec.num("min_rarity")), st["deep_q"])
     deep = floor_rarity > deep_thr
     # hours alone are evidence only when the client came back or stayed for hours: one late
@@ -612,8 +624,30 @@ def off_hours(ctx, spec) -> list[Alert]:
     cues = {"deep night": deep, "all night": _all_night(fx, spec, rare),
             "heavy": zf >= spec.num("z_volume"), "probing": df.ports.to_numpy() >= spec.num("probe_ports")}
     hit = improbable & np.logical_or.reduce(list(cues.values()))
-    return [_explain_off_hours(fx, spec, i, rarity[i], own[i], floor_rarity[i], st, fence, deep_thr,
+    return [_explain_off_hours(fx, spec, i, rarity[i], own[i], floor_rarity[i], st, (fence, deep_thr, moved_thr),
                                [k for k, v in cues.items() if v[i]], profiles[i], rare[i]) for i in np.flatnonzero(hit)]
+
+
+def _hours_moved(fx, spec, rarity, own):
+    """Unlike its own baseline day: a known client's hours moved further into the clients' quiet
+    time than the known clients' hours move from one day to the next (their own changes, judged by
+    the same size-aware fence). A night-leaning regular that leans a little further today is not
+    news; a daytime regular turned night client is. New clients have no day to compare with.
+    Returns (moved, the fence on the change of log rarity)."""
+    import numpy as np
+
+    change = rarity - own
+    n_min = spec.num("min_flows")
+
+    def fence():
+        df = fx.df
+        both = df.known.to_numpy() & (df.flows.to_numpy() >= n_min) & (np.nan_to_num(df.own_flows.to_numpy()) >= n_min)
+        d = change[both & ~np.isnan(change)]
+        if len(d) < spec.num("min_clients"):
+            return 0.0
+        return max(median(d) + size_aware_z(len(d), spec.num("extreme_false_alarm_rate")) * MAD_TO_SIGMA * mad(d), 0.0)
+    thr = fx.stat(("hours_moved", n_min, spec.num("extreme_false_alarm_rate"), spec.num("min_clients")), fence)
+    return np.isnan(own) | (change >= thr), thr
 
 
 def _all_night(fx, spec, rare):
@@ -641,9 +675,10 @@ def _visits(ctx, ips, gap_minutes: float):
     return pd.DataFrame({"visits": g.new_run.sum().astype(int), "bins": g.size().astype(int)})
 
 
-def _explain_off_hours(fx, spec, i, rarity, own, floor_rarity, st, fence, deep_thr, cues, profile, rare) -> Alert:
+def _explain_off_hours(fx, spec, i, rarity, own, floor_rarity, st, fences, cues, profile, rare) -> Alert:
     import numpy as np
 
+    fence, deep_thr, moved_thr = fences
     row, ip = fx.df.iloc[i], fx.df.index[i]
     counts = fx.hours[i]
     top = [int(h) for h in np.argsort(-counts)[:3] if counts[h] > 0]
@@ -657,6 +692,10 @@ def _explain_off_hours(fx, spec, i, rarity, own, floor_rarity, st, fence, deep_t
                    reference={"median_client": round(math.exp(st["median"]), 2),
                               "p99_client": round(math.exp(st["p99"]), 2), "clients": st["clients"]},
                    threshold=round(math.exp(fence), 2)),
+          Evidence("how many times rarer its hours are than on its own baseline day (threshold: how far the known "
+                   "clients' hours move from one day to the next, size-aware fence)", "ratio",
+                   observed=None if is_missing(own) else round(math.exp(rarity - own), 2), baseline=1.0,
+                   threshold=round(math.exp(moved_thr), 2)),
           Evidence("90 % of its flows are at hours at least this many times less frequented than the busiest",
                    "ratio", observed=round(math.exp(floor_rarity), 1),
                    reference={"clients_quantile": spec.num("deep_quantile"), "value": round(math.exp(st["deep_q"]), 1)},
