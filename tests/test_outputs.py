@@ -63,12 +63,17 @@ def _contents(out):
     return got
 
 
-def test_killed_run_leaves_old_or_complete_outputs(tmp_path):
+def _small_run(tmp_path):
+    """(out, the `flowsiem run` command) for a small generated day (scale 0.02)."""
     days, out = tmp_path / "d", tmp_path / "out"
     subprocess.run(_cli("generate", "--scenario", "obvious", "--seed", "5", "--scale", "0.02", "--out", days,
                         "--quiet"), check=True)
-    cmd = _cli("run", days / "data.parquet", days / "test.parquet", "--servers", days / "servers.parquet",
-               "--out", out, "--no-report", "--quiet")
+    return out, _cli("run", days / "data.parquet", days / "test.parquet", "--servers", days / "servers.parquet",
+                     "--out", out, "--no-report", "--quiet")
+
+
+def test_killed_run_leaves_old_or_complete_outputs(tmp_path):
+    out, cmd = _small_run(tmp_path)
     t0 = time.monotonic()
     subprocess.run(cmd, check=True)
     took = time.monotonic() - t0
@@ -196,11 +201,7 @@ def test_no_network_access_at_run_time(tmp_path, monkeypatch):
 def test_run_twice_into_the_same_out_is_idempotent(tmp_path):
     # Re-running the same job (cron retrying, a pipeline re-played) over its own outputs gives
     # the same alerts and devices, byte for byte: nothing from the earlier run leaks in.
-    days, out = tmp_path / "d", tmp_path / "out"
-    subprocess.run(_cli("generate", "--scenario", "obvious", "--seed", "5", "--scale", "0.02", "--out", days,
-                        "--quiet"), check=True)
-    cmd = _cli("run", days / "data.parquet", days / "test.parquet", "--servers", days / "servers.parquet",
-               "--out", out, "--no-report", "--quiet")
+    out, cmd = _small_run(tmp_path)
     subprocess.run(cmd, check=True)
     first = {name: (out / name).read_bytes() for name in ("alerts.jsonl", "devices.csv")}
     assert first["alerts.jsonl"].count(b"\n") > 0 and first["devices.csv"].count(b"\n") > 1
