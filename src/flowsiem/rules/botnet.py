@@ -113,8 +113,10 @@ def new_links(ctx, min_pairs: int):
             known = b.select("src_ip", "dst_ip", "proto", "port").union(
                 b.select(src_ip=b.dst_ip, dst_ip=b.src_ip, proto=b.proto, port=b.port)).distinct()
             t = t.anti_join(known, ["src_ip", "dst_ip", "proto", "port"])
+        # in a fixed order: the engine returns groups in any order, and ties (the link shown first,
+        # the order of the listed links) must not change from one run to the next
         df = t.select("src_ip", "dst_ip", "proto", "port", "flows", "up_bytes", "down_bytes",
-                      "first_ts", "last_ts", "hours").to_pandas()
+                      "first_ts", "last_ts", "hours").to_pandas().sort_values(["src_ip", "dst_ip", "proto", "port"])
         uni = unicast(ctx, set(df.src_ip) | set(df.dst_ip))
         df = df[df.src_ip.isin(uni) & df.dst_ip.isin(uni)].reset_index(drop=True)
         df["established"] = row_mask(df, ((p, _port(q)) in established for p, q in zip(df.proto, df.port)))

@@ -692,10 +692,6 @@ def _explain_off_hours(fx, spec, i, rarity, own, floor_rarity, st, fences, cues,
                    reference={"median_client": round(math.exp(st["median"]), 2),
                               "p99_client": round(math.exp(st["p99"]), 2), "clients": st["clients"]},
                    threshold=round(math.exp(fence), 2)),
-          Evidence("how many times rarer its hours are than on its own baseline day (threshold: how far the known "
-                   "clients' hours move from one day to the next, size-aware fence)", "ratio",
-                   observed=None if is_missing(own) else round(math.exp(rarity - own), 2), baseline=1.0,
-                   threshold=round(math.exp(moved_thr), 2)),
           Evidence("90 % of its flows are at hours at least this many times less frequented than the busiest",
                    "ratio", observed=round(math.exp(floor_rarity), 1),
                    reference={"clients_quantile": spec.num("deep_quantile"), "value": round(math.exp(st["deep_q"]), 1)},
@@ -718,6 +714,11 @@ def _explain_off_hours(fx, spec, i, rarity, own, floor_rarity, st, fences, cues,
           Evidence("services (ports) it connected to", "ports", observed=int(row.ports), threshold=spec.num("probe_ports")),
           Evidence("hours with connections", "hours", observed=int(row.active_hours),
                    threshold=spec.num("min_active_hours"))]
+    if not is_missing(own):
+        ev.append(Evidence("how many times rarer its hours are than on its own baseline day (threshold: how far the "
+                           "known clients' hours move from one day to the next, size-aware fence)", "ratio",
+                           observed=round(math.exp(rarity - own), 2), baseline=1.0,
+                           threshold=round(math.exp(moved_thr), 2)))
     said = {"all night": f"all night (active in {awake} of the {int(rare.sum())} hours they hardly use)"}
     own_txt = (f"its baseline day: hours {math.exp(own):.1f}x rarer" if not is_missing(own) else
                _own(row, fmt_count(row.own_flows) + " flows"))
