@@ -208,3 +208,17 @@ def test_run_twice_into_the_same_out_is_idempotent(tmp_path):
     subprocess.run(cmd, check=True)
     for name, content in first.items():
         assert (out / name).read_bytes() == content, name
+
+
+def test_a_memory_limit_changes_where_tables_live_not_the_results(tmp_path):
+    # With --memory-limit the kept tables live in a scratch database file and DuckDB pages to disk
+    # beyond the limit (another storage path than the default in-memory store): the alerts and
+    # devices must be the same, byte for byte.
+    out, cmd = _small_run(tmp_path)
+    subprocess.run(cmd, check=True)
+    limited = tmp_path / "limited"
+    r = subprocess.run([*cmd[:cmd.index("--out")], "--out", str(limited), "--no-report", "--quiet",
+                        "--memory-limit", "64MB"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    for name in ("alerts.jsonl", "devices.csv"):
+        assert (limited / name).read_bytes() == (out / name).read_bytes(), name
