@@ -128,7 +128,7 @@ def _as_int(col):
     if t.is_floating():
         # NaN is how pandas writes "missing"; +-inf and huge values are not counts.
         present = col.notnull() & ~col.isnan()
-        ok = present & ~col.isinf() & (col.abs() < 9.0e18)
+        ok = present & ~col.isinf() & (col.abs() < _INT64_FLOAT_LIMIT)
         return ibis.ifelse(ok, col, ibis.null()).round().cast("int64"), present & ~ok
     if t.is_decimal():
         return col.cast("int64"), None
@@ -139,10 +139,11 @@ def _as_int(col):
     return conv, text.notnull() & (text != "") & conv.isnull()
 
 
-def _beyond_int64(col):
+def _beyond_int64(col, as_int):
     """(above, below): present values that are numbers too large (or too small) for an int64 --
-    1e20 as text or in a float column, +-inf. `_as_int` leaves them null and flags them as not
-    numbers; they are numbers out of range. (None, None) for columns that cannot hold them."""
+    1e20 as text or in a float column, +-inf. `_as_int` (whose value is `as_int`) leaves them null
+    and flags them as not numbers; they are numbers out of range. (None, None) for columns that
+    cannot hold them."""
     import ibis
 
     t = col.type()
@@ -152,8 +153,8 @@ def _beyond_int64(col):
         num = col
     else:
         text = col.cast("string") if not t.is_string() else col
-        # Only what does not read as an int64 is read again as a float (the rare error path).
-        num = ibis.ifelse(text.try_cast("int64").isnull(), text.try_cast("float64"), ibis.null())
+        # Only what did not read as an int64 is read again as a float (the rare error path).
+        num = ibis.ifelse(as_int.isnull(), text.try_cast("float64"), ibis.null())
     known = num.notnull() & ~num.isnan()
     return ((known & (num >= _INT64_FLOAT_LIMIT)).fill_null(False),
             (known & (num <= -_INT64_FLOAT_LIMIT)).fill_null(False))
@@ -259,7 +260,7 @@ class _Plan:
         impossible = None
         for name, pkts in (("up_bytes", "up_pkts"), ("down_bytes", "down_pkts")):
             val, bad = _as_int(t[name])
-            above, below = _beyond_int64(t[name])
+            above, below = _beyond_int64(t[name], val)
             checks[f"{name}_bad"] = bad if above is None else bad & ~(above | below)
             checks[f"{name}_neg"] = _or(val < 0, below)
             checks[f"{name}_absurd"] = _or(val > MAX_FLOW_BYTES, above)
