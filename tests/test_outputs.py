@@ -222,3 +222,31 @@ def test_a_memory_limit_changes_where_tables_live_not_the_results(tmp_path):
     assert r.returncode == 0, r.stderr
     for name in ("alerts.jsonl", "devices.csv"):
         assert (limited / name).read_bytes() == (out / name).read_bytes(), name
+
+
+_LARGER_THAN_THE_LIMIT = """
+import json, resource
+from flowsiem.engine import connect
+engine = connect("duckdb", memory_limit="64MB", threads=2)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+flows = engine.materialize(engine.con.sql(
+    "SELECT i AS flow, i % 1000003 AS host, random() AS bytes FROM range(40000000) r(i)"))
+per_host = engine.materialize(flows.group_by("host").aggregate(n=flows.count(), total=flows.bytes.sum()))
+kept = engine.con.raw_sql("SELECT sum(total_blocks * block_size) / 2**20 FROM pragma_database_size()").fetchone()[0]
+print(json.dumps({"hosts": int(per_host.count().execute()), "flows": int(per_host.n.sum().execute()),
+                  "kept_mib": float(kept),
+                  "grew_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before}))
+"""
+
+
+def test_tables_larger_than_the_memory_limit_are_paged_to_disk(tmp_path):
+    # A day larger than memory must spill, not be killed. Under a 64 MB limit, keep 40 M rows
+    # (random doubles do not compress: several times the limit) and group them by a million keys:
+    # the answer must be whole while the process grows by far less than what it keeps.
+    env = {**os.environ, "FLOWSIEM_TMP": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-c", _LARGER_THAN_THE_LIMIT], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got["hosts"] == 1_000_003 and got["flows"] == 40_000_000
+    assert got["kept_mib"] > 4 * 64  # what the engine keeps is well beyond the limit...
+    assert got["grew_mib"] < got["kept_mib"] / 2, got  # ...and most of it is on disk, not in the process
