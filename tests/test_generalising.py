@@ -42,7 +42,8 @@ or more (`Alert.actionable`); low alerts are notices.
      times busier through the same evening is its day-to-day variation (judged by its daily total);
      a regular that puts a flood into one hour of its ordinary day is a burst (a known client's
      busiest hour against its own habit: busiest_ratio x its own busiest-hour share); around path:
-     a heavy evening into the first quiet hours is not around the clock (max_window_share)
+     a heavy evening into the first quiet hours is not around the clock (max_window_share); a
+     visitor grown beyond the known clients' day-to-day change is judged by today's shape alone
  15  external off_hours: "unlike its own baseline day" is judged against how far the known clients'
      hours move from one day to the next (_hours_moved), not by the fence alone: a night-leaning
      regular a little further into the night is not news, a daytime regular turned night client is
@@ -689,16 +690,19 @@ def test_13_a_short_regular_run_of_lone_lookups_on_a_machine_left_on_is_cnc(left
 EVENING_REGULAR = "82.155.111.1"  # both days the busiest client, 19-22 h: 700 requests, today 2,300
 DAY_REGULAR = "82.155.111.2"      # both days 200 requests over 08-18 h; today also 1,500 within one hour
 LONG_EVENING = "82.155.111.3"     # baseline 80 requests over 08-18 h; today 1,500 from 20 h to 01 h
+AFTERNOON = "82.155.111.4"        # baseline 160 requests, most at 12-15 h; today 2,000 at 12-15 h
 
 
 @pytest.fixture(scope="module")
 def habits(tmp_path_factory):
     day = lambda s: _session(DAY_REGULAR, 8 * HOUR, 600, 200, s)  # noqa: E731
     sbase = pd.concat([make_clients_day(seed=1), _evening_users(1), _session(EVENING_REGULAR, 19 * HOUR, 180, 700, 1), day(2),
-                       _session(LONG_EVENING, 8 * HOUR, 600, 80, 6)])
+                       _session(LONG_EVENING, 8 * HOUR, 600, 80, 6),
+                       _session(AFTERNOON, 12 * HOUR, 180, 100, 9), _session(AFTERNOON, 8 * HOUR, 600, 60, 10)])
     stest = pd.concat([make_clients_day(seed=2), _evening_users(2), _session(EVENING_REGULAR, 19 * HOUR, 180, 2300, 3), day(4),
                        _session(DAY_REGULAR, 14 * HOUR, 50, 1500, 5),
-                       _session(LONG_EVENING, 20 * HOUR, 239, 1200, 7), _session(LONG_EVENING, 0, 60, 300, 8)])
+                       _session(LONG_EVENING, 20 * HOUR, 239, 1200, 7), _session(LONG_EVENING, 0, 60, 300, 8),
+                       _session(AFTERNOON, 12 * HOUR, 180, 2000, 11)])
     return _detect(tmp_path_factory, "habits", make_office_day(seed=1), make_office_day(seed=2),
                    servers=stest, servers_base=sbase)
 
@@ -715,6 +719,19 @@ def test_14_a_regular_busier_through_its_usual_evening_is_not_a_burst(habits):
     assert a.actionable and a.details["path"] == "burst", a.message
     peak = [e for e in a.evidence if e.metric == "flows in its busiest hour"][0]
     assert peak.baseline is not None and peak.observed > 2 * peak.baseline
+
+
+def test_14_a_visitor_grown_beyond_day_to_day_change_is_judged_by_todays_burst(habits):
+    """An ordinary visitor of the afternoons (160 requests, a quarter of them in its busiest hour)
+    makes 2,000 in three afternoon hours: the same shape, but twelve times its day, beyond how far
+    the known clients' days change by chance (a size-aware fence on their own changes). Its own
+    day is then no reference for today's shape, and a third of the day in one hour, three times
+    the clients' busiest hour, is a burst. The old rule held it to its own shape and missed it
+    (a flood of 20,000 requests filling a regular's afternoon, on a holdout day at scale 3)."""
+    (a,) = _of(habits, [AFTERNOON], rule_id="external_abuse.request_flood")
+    assert a.actionable and a.details["path"] == "burst", a.message
+    grown = [e for e in a.evidence if e.metric.startswith("flows vs its own baseline day, against")][0]
+    assert grown.observed > grown.threshold > 3
 
 
 # --- 15  off_hours: a regular's hours against how far the known clients' hours move day to day ----------

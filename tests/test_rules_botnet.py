@@ -65,6 +65,9 @@ def attacked(tmp_path_factory):
     extra += [_beacon(rng, src, C2) for src in (h[4], h[5], h[6])]
     # three hosts polling a fourth (an internal hub/proxy) on a timer; the hub never connects back
     extra += [_beacon(rng, src, h[28], period_s=900, start_h=1.0, port=8443, up=600) for src in (h[25], h[26], h[27])]
+    # a fourth poller whose machine is on for 3.5 hours only, and a colleague reaching the hub by hand
+    extra.append(_beacon(rng, h[24], h[28], period_s=900, start_h=9.0, end_h=12.5, port=8443, up=600))
+    extra.append(rows(_spread(rng, 6, 9, 17), h[19], h[28], port=8443, up=900, down=3000))
     test = pd.concat([test, *extra], ignore_index=True).sort_values("timestamp", kind="stable")
     d = tmp_path_factory.mktemp("botnet")
     base.to_parquet(d / "data.parquet", index=False)
@@ -123,7 +126,7 @@ def test_hosts_polling_a_new_internal_peer_are_a_group(attacked):
 def test_coordinated_groups_list_the_other_members(attacked):
     res, h, _ = attacked
     got = _by_rule(res, "botnet.coordinated_group")
-    mesh, beacons, pollers = {h[0], h[1], h[2]}, {h[4], h[5], h[6]}, {h[25], h[26], h[27]}
+    mesh, beacons, pollers = {h[0], h[1], h[2]}, {h[4], h[5], h[6]}, {h[25], h[26], h[27], h[24]}
     assert set(got) == mesh | beacons | pollers | {h[28]}  # the one-way fan-out is no group; the hub is the relay
     for m in pollers:
         assert set(got[m].related) == (pollers - {m}) | {h[28]}
@@ -135,6 +138,19 @@ def test_coordinated_groups_list_the_other_members(attacked):
         assert got[m].destination_ip == C2
         size = next(e for e in got[m].evidence if e.metric.startswith("hosts in the group"))
         assert (size.observed, size.baseline, size.threshold) == (3, 0, 2)
+
+
+def test_a_poller_of_a_proven_relay_joins_on_fewer_hours(attacked):
+    """Three hosts prove the relay's timer over the day; a fourth polls it on the same service and
+    timer for 3.5 hours only (its machine was switched off): too short to prove a rhythm alone
+    (min_active_hours), regular beyond chance (join_alpha), so a member. A colleague who reached
+    the hub a few times by hand is not."""
+    res, h, _ = attacked
+    got = _by_rule(res, "botnet.coordinated_group")
+    a = got[h[24]]
+    assert a.destination_ip == h[28] and "polls new internal peer" in a.message and "every ~15 min" in a.message
+    assert h[19] not in got and h[19] not in got[h[28]].related
+    assert "is polled on a timer by 4 internal host(s)" in got[h[28]].message
 
 
 def test_common_beacon_to_a_new_destination(attacked):

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import DNS_SERVER, HOUR, NET, POPULAR, make_office_day, rows
+from conftest import DNS_SERVER, HOUR, NET, POPULAR, hosts, make_office_day, rows
 
 from flowsiem.rules import load_rules
 from flowsiem.rules.beacon import poisson_dispersion_p
@@ -314,7 +314,31 @@ def test_poisson_dispersion_p():
     assert poisson_dispersion_p(float(np.median(np.abs(timer - m)) / m), len(timer)) < 1e-4
     # few gaps prove little, however regular they look
     assert poisson_dispersion_p(0.2, 4) > 0.01
+    # random lookups every ~2 s, counted in whole seconds: rounding makes them look regular
+    # (MAD/median 0.5), which says nothing about a timer
+    secs = np.unique(np.floor(np.cumsum(rng.exponential(2.0, 5000))))
+    gaps = np.diff(secs)
+    m = float(np.median(gaps))
+    d = float(np.median(np.abs(gaps - m))) / m
+    assert d <= 0.5 and poisson_dispersion_p(d, len(gaps)) < 1e-4  # the continuous null is fooled ...
+    assert poisson_dispersion_p(d, len(gaps), median_gap_s=m) == 1.0  # ... so gaps of seconds prove nothing
     assert poisson_dispersion_p(None, 10) == 1.0 and poisson_dispersion_p(math.nan, 10) == 1.0
+
+
+def test_a_busy_hosts_lookups_seconds_apart_are_not_a_rhythm(detect_day):
+    """A host four times busier than yesterday resolves names every ~1.5 s all day. Counted one per
+    second, random lookups that close look regular (MAD/median 0.45, not 0.69): that is rounding,
+    not a timer, and no C&C alert (a holdout day at scale 3 had one)."""
+    busy = hosts()[12]
+    rng = np.random.default_rng(5)
+    def lookups(n, lo_h=8, hi_h=21):
+        ts = np.unique((lo_h * HOUR + np.cumsum(rng.exponential(n, int((hi_h - lo_h) * 3600 / n)) * 100)).astype(np.int64))
+        return _dns(ts[ts < hi_h * HOUR], busy, DNS_SERVER)
+    base = pd.concat([make_office_day(seed=1), lookups(6.0)], ignore_index=True)
+    test = pd.concat([make_office_day(seed=2), lookups(1.5)], ignore_index=True)
+    res = detect_day(base, test, disable=_others(), examples=0)
+    # (lookups that lead nowhere at that rate are cnc.dns_burst's business, not a rhythm's)
+    assert not [a for a in res.alerts if a.rule.id == "cnc.periodic_dns" and a.source_ip == busy]
 
 
 def test_lookups_followed_by_connections_are_not_dns_alone(detect_day):

@@ -126,18 +126,25 @@ _NULL: dict[int, object] = {}
 _NULL_SIMS = 20000
 _NULL_GRID = (*range(2, 21), 24, 28, 32, 40, 48, 56, 64, 80, 96, 128, 160, 200)
 RHYTHM_P_FLOOR = 1.0 / (_NULL_SIMS + 1)  # the smallest chance the simulated null can show
+# Gaps are measured between whole seconds (one event per second, as RITA counts). Random events a
+# few seconds apart then have whole-second gaps whose MAD/median is far below the 0.69 of the
+# continuous null (mean gap 2 s: 0.5; 1 s: 0), so no rhythm can be read from them: RITA's 10 s,
+# under which it calls a gap spread perfectly regular, is where rounding stops mattering.
+RESOLVED_GAP_S = 10.0
 
 
-def poisson_dispersion_p(dispersion: float | None, gaps: int) -> float:
+def poisson_dispersion_p(dispersion: float | None, gaps: int, median_gap_s: float | None = None) -> float:
     """Chance that `gaps` gaps between random (Poisson) events are as regular as observed: the
     share of simulated exponential gap sets whose MAD/median is at most `dispersion`.
     Human-driven traffic is at least as irregular as random arrivals (MAD/median about 0.69); a
     timer gives a small dispersion (about 0.67 x its jitter). Deterministic (seeded). Gap counts
     are rounded down to a grid of simulated tables, which is conservative: the null only narrows
-    as the count grows."""
+    as the count grows. A median gap under RESOLVED_GAP_S (whole-second timestamps) proves nothing: 1."""
     import numpy as np
 
     if dispersion is None or dispersion != dispersion or gaps < 2:
+        return 1.0
+    if median_gap_s is not None and median_gap_s < RESOLVED_GAP_S:
         return 1.0
     k = max(g for g in _NULL_GRID if g <= gaps)
     sims = _null_sims(k)
@@ -191,4 +198,4 @@ def gap_dispersion(gap_med, gap_mad) -> float | None:
 
 def rhythm_p(row) -> float:
     """poisson_dispersion_p of a beacon_stats row (n connection times, n - 1 gaps)."""
-    return poisson_dispersion_p(gap_dispersion(row.gap_med, row.gap_mad), int(row.n) - 1)
+    return poisson_dispersion_p(gap_dispersion(row.gap_med, row.gap_mad), int(row.n) - 1, float(row.gap_med))

@@ -38,7 +38,7 @@ from ..alerts import Alert, Evidence
 from ..fmt import fmt_duration, fmt_list, fmt_service
 from ..network import INTERNAL_EXTERNAL, INTERNAL_INTERNAL, addresses
 from . import rule
-from .beacon import beacon_score, beacon_stats
+from .beacon import beacon_score, beacon_stats, rhythm_p
 from .common import (DNS_PORT, active_hosts, company_service_users, engine_table, familiarity, mean, overlap_tail,
                      past, past_share, row_mask, unicast, where)
 from .dns import resolved_share
@@ -261,20 +261,49 @@ def internal_hubs(ctx, spec):
         spread = links.groupby(["src_ip", "proto", "port"]).dst_ip.transform("nunique")
         links = links[spread < fanout]
         top = links.sort_values(["flows", "port"], ascending=[False, True]).drop_duplicates(["src_ip", "dst_ip"])
-        g = links.groupby(["src_ip", "dst_ip"], as_index=False).agg(flows=("flows", "sum"), active_hours=("hours", "max"))
-        g = g[(g.flows >= th["min_connections"]) & (g.active_hours >= th["min_active_hours"])]
-        users = links.groupby("dst_ip").src_ip.nunique()
-        g["dst_hosts"] = g.dst_ip.map(users).fillna(1).astype(int)
+        pairs = links.groupby(["src_ip", "dst_ip"], as_index=False).agg(flows=("flows", "sum"),
+                                                                         active_hours=("hours", "max"))
+        pairs["dst_hosts"] = pairs.dst_ip.map(links.groupby("dst_ip").src_ip.nunique()).fillna(1).astype(int)
+        pairs = pairs.merge(top[["src_ip", "dst_ip", "proto", "port"]], on=["src_ip", "dst_ip"])
         max_hosts = max(th["max_prevalence"] * active_hosts(ctx), th["min_hosts"])
-        g = g[(g.dst_hosts >= th["min_hosts"]) & (g.dst_hosts <= max_hosts)]
+        pairs = pairs[(pairs.dst_hosts >= th["min_hosts"]) & (pairs.dst_hosts <= max_hosts)]
+        g = pairs[(pairs.flows >= th["min_connections"]) & (pairs.active_hours >= th["min_active_hours"])]
         if not len(g):
             return _empty_pairs(), {}
-        g = g.merge(top[["src_ip", "dst_ip", "proto", "port"]], on=["src_ip", "dst_ip"])
-        bs = score_pairs(ctx, g[["src_ip", "dst_ip", "flows", "dst_hosts", "active_hours"]], th)
-        bs = bs.merge(g[["src_ip", "dst_ip", "proto", "port"]], on=["src_ip", "dst_ip"])
-        bs["prevalence"] = bs.dst_hosts / active_hosts(ctx)
-        return bs, group_verdict(bs, th)
+        bs = _scored(ctx, g, th)
+        hubs = group_verdict(bs, th)
+        return _late_pollers(ctx, spec, th, pairs, bs, hubs)
     return ctx.cached(("botnet.internal_hubs", tuple(sorted(th.items())), tuple(sorted(lk.items())), fanout), build)
+
+
+def _scored(ctx, g, th):
+    """score_pairs of hub candidate pairs, with their service and prevalence."""
+    bs = score_pairs(ctx, g[["src_ip", "dst_ip", "flows", "dst_hosts", "active_hours"]], th)
+    bs = bs.merge(g[["src_ip", "dst_ip", "proto", "port"]], on=["src_ip", "dst_ip"])
+    bs["prevalence"] = bs.dst_hosts / active_hosts(ctx)
+    return bs
+
+
+def _late_pollers(ctx, spec, th, pairs, bs, hubs):
+    """Add to each proven relay the hosts that poll it on the group's service with too few hours
+    to prove a rhythm on their own (a machine switched off early) but gaps too regular for chance
+    (join_alpha): joining a channel others have proven needs less than proving it. -> (bs, hubs)"""
+    import pandas as pd
+
+    services = set(zip(bs[bs.member].dst_ip, bs[bs.member].proto, bs[bs.member].port))
+    seen = set(zip(bs.src_ip, bs.dst_ip))
+    late = pairs[[(d, p, q) in services and (s_, d) not in seen
+                  for s_, d, p, q in zip(pairs.src_ip, pairs.dst_ip, pairs.proto, pairs.port)]]
+    if not len(late):
+        return bs, hubs
+    ls = _scored(ctx, late, th)
+    ls = ls[[rhythm_p(r) <= spec.num("join_alpha") for r in ls.itertuples()]].copy()
+    if not len(ls):
+        return bs, hubs
+    ls["rhythmic"], ls["member"] = False, True
+    for d, m in ls.groupby("dst_ip").src_ip:
+        hubs[d] = sorted(hubs[d] + list(m))
+    return pd.concat([bs, ls], ignore_index=True), hubs
 
 
 # --- botnet.new_internal_peers -----------------------------------------------------------------------

@@ -171,7 +171,7 @@ def dns_rhythm(ctx, flows, pairs_df) -> dict:
         b["gap_median_s"] = float(row.gap_med) if ok else None
         b["gap_dispersion"] = float(row.gap_mad / row.gap_med) if ok else None
         b["events"] = int(row.n)
-        b["rhythm_p"] = poisson_dispersion_p(b["gap_dispersion"], b["events"] - 1)
+        b["rhythm_p"] = poisson_dispersion_p(b["gap_dispersion"], b["events"] - 1, b["gap_median_s"])
         b.pop("hist", None)
         out[(row.src_ip, row.dst_ip)] = b
     return out

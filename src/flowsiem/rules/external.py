@@ -425,7 +425,7 @@ def _volume_evidence(row, v, fthr=None, bthr=None):
 @rule("external_abuse.request_flood")
 def request_flood(ctx, spec) -> list[Alert]:
     """Far more connections than the client population makes (and than the client itself made on
-    the baseline day). Three ways to get there, each with independent cues:
+    the baseline day). Four ways to get there, each with independent cues:
       extreme  daily flows beyond the population-size-aware fence AND several times the clients'
                (fitted) 99th percentile AND, with a clean servers day, beyond busiest_ratio x its
                busiest client -- and, for a client keeping to the clients' day, beyond how far two
@@ -491,7 +491,13 @@ def _flood_paths(fx, spec):
     share = spec.num("burst_share_baseline") if baseline else spec.num("burst_share")
     own_peak = fx.own_hours.max(axis=1) if fx.own_hours is not None else np.zeros(len(df))
     own_share = own_peak / np.maximum(np.nan_to_num(df.own_flows.to_numpy()), 1.0)
-    own_shape = ~df.known.to_numpy() | (peak >= spec.num("busiest_ratio") * own_share * flows)
+    # -- unless it grew from its own day beyond how far the known clients' days change by chance:
+    # then its own day is no reference for today's shape (an ordinary visitor yesterday, a flood
+    # filling its usual afternoon today)
+    growth = np.log(np.maximum(flows, 1.0)) - np.log(np.maximum(np.nan_to_num(df.own_flows.to_numpy()), 1.0))
+    grow_thr = _change_fence(fx, spec, growth, "flows_growth", spec.num("min_flows_share"), floor)
+    grown = (grow_thr > 0) & (growth >= grow_thr)
+    own_shape = ~df.known.to_numpy() | (peak >= spec.num("busiest_ratio") * own_share * flows) | grown
     burst = (peak >= peak_thr) & own_ok & own_shape & (peak >= share * flows)
     # around the clock: keeping the quiet hours AND spread over the day -- a long evening that
     # reaches into the first quiet hours keeps to a part of the day, as people do
@@ -504,7 +510,8 @@ def _flood_paths(fx, spec):
              for i in np.flatnonzero(extreme | burst | around | repeat)}
     return paths, {"v": v, "zf": zf, "zb": zb, "st": st, "lb": lb, "fence": fence, "f_extreme": f_extreme,
                    "alpha": alpha, "busiest": busiest, "peoples_day": peoples_day,
-                   "pk": pk, "peak_thr": peak_thr, "zthr": zthr, "svc_busiest": svc_busiest, "own_peak": own_peak}
+                   "pk": pk, "peak_thr": peak_thr, "zthr": zthr, "svc_busiest": svc_busiest, "own_peak": own_peak,
+                   "grow_thr": grow_thr}
 
 
 def _service_busiest(fx):
@@ -548,6 +555,10 @@ def _explain_flood(fx, spec, i, path, c) -> Alert:
     if row.known:
         ev.append(Evidence("flows vs its own baseline day", "ratio", observed=round(float(row.flows / max(row.own_flows, 1)), 2),
                            baseline=1.0, threshold=spec.num("own_ratio")))
+        ev.append(Evidence("flows vs its own baseline day, against how far the known clients' days change by chance "
+                           "(beyond it, its own day's shape is no reference for a burst)",
+                           "ratio", observed=round(float(max(row.flows, 1) / max(row.own_flows, 1)), 2),
+                           threshold=round(math.exp(c["grow_thr"]), 2) if c["grow_thr"] > 0 else None))
     qtxt = ""
     if fx.quiet_hours:
         ev.append(_quiet_evidence(fx, row, st, st["thr"]))
@@ -637,7 +648,16 @@ def _hours_moved(fx, spec, rarity, own):
     import numpy as np
 
     change = rarity - own
-    n_min = spec.num("min_flows")
+    thr = _change_fence(fx, spec, change, "hours_moved", spec.num("min_flows"), 0.0)
+    return np.isnan(own) | (change >= thr), thr
+
+
+def _change_fence(fx, spec, change, key: str, n_min: float, floor: float) -> float:
+    """How far the known clients' `change` (per today's client: today's value minus its own
+    baseline day's) goes by chance from one day to the next: median + size-aware z x 1.4826 MAD
+    over the clients with n_min flows on both days, the spread at least `floor`; 0 without
+    min_clients of them (no fence: every change counts). Cached on the features by `key`."""
+    import numpy as np
 
     def fence():
         df = fx.df
@@ -645,9 +665,9 @@ def _hours_moved(fx, spec, rarity, own):
         d = change[both & ~np.isnan(change)]
         if len(d) < spec.num("min_clients"):
             return 0.0
-        return max(median(d) + size_aware_z(len(d), spec.num("extreme_false_alarm_rate")) * MAD_TO_SIGMA * mad(d), 0.0)
-    thr = fx.stat(("hours_moved", n_min, spec.num("extreme_false_alarm_rate"), spec.num("min_clients")), fence)
-    return np.isnan(own) | (change >= thr), thr
+        spread = max(MAD_TO_SIGMA * mad(d), floor)
+        return max(median(d) + size_aware_z(len(d), spec.num("extreme_false_alarm_rate")) * spread, 0.0)
+    return fx.stat((key, n_min, floor, spec.num("extreme_false_alarm_rate"), spec.num("min_clients")), fence)
 
 
 def _all_night(fx, spec, rare):
