@@ -331,8 +331,9 @@ def test_a_busy_hosts_lookups_seconds_apart_are_not_a_rhythm(detect_day):
     not a timer, and no C&C alert (a holdout day at scale 3 had one)."""
     busy = hosts()[12]
     rng = np.random.default_rng(5)
-    def lookups(n, lo_h=8, hi_h=21):
-        ts = np.unique((lo_h * HOUR + np.cumsum(rng.exponential(n, int((hi_h - lo_h) * 3600 / n)) * 100)).astype(np.int64))
+    def lookups(mean_gap_s, lo_h=8, hi_h=21):  # random lookups, a mean_gap_s apart on average
+        n = int((hi_h - lo_h) * 3600 / mean_gap_s)
+        ts = np.unique((lo_h * HOUR + np.cumsum(rng.exponential(mean_gap_s, n)) * 100).astype(np.int64))
         return _dns(ts[ts < hi_h * HOUR], busy, DNS_SERVER)
     base = pd.concat([make_office_day(seed=1), lookups(6.0)], ignore_index=True)
     test = pd.concat([make_office_day(seed=2), lookups(1.5)], ignore_index=True)
