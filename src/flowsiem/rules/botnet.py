@@ -267,43 +267,35 @@ def internal_hubs(ctx, spec):
         pairs = pairs.merge(top[["src_ip", "dst_ip", "proto", "port"]], on=["src_ip", "dst_ip"])
         max_hosts = max(th["max_prevalence"] * active_hosts(ctx), th["min_hosts"])
         pairs = pairs[(pairs.dst_hosts >= th["min_hosts"]) & (pairs.dst_hosts <= max_hosts)]
-        g = pairs[(pairs.flows >= th["min_connections"]) & (pairs.active_hours >= th["min_active_hours"])]
-        if not len(g):
+        if not ((pairs.flows >= th["min_connections"]) & (pairs.active_hours >= th["min_active_hours"])).any():
             return _empty_pairs(), {}
-        bs = _scored(ctx, g, th)
+        # every pair polling a candidate hub in one pass over the flows; those long enough prove a group
+        scored = score_pairs(ctx, pairs[["src_ip", "dst_ip", "flows", "dst_hosts", "active_hours"]], th)
+        scored = scored.merge(pairs[["src_ip", "dst_ip", "proto", "port"]], on=["src_ip", "dst_ip"])
+        scored["prevalence"] = scored.dst_hosts / active_hosts(ctx)
+        long = (scored.flows >= th["min_connections"]) & (scored.active_hours >= th["min_active_hours"])
+        bs = scored[long].reset_index(drop=True)
         hubs = group_verdict(bs, th)
-        return _late_pollers(ctx, spec, th, pairs, bs, hubs)
+        return _late_pollers(spec, scored[~long], bs, hubs)
     return ctx.cached(("botnet.internal_hubs", tuple(sorted(th.items())), tuple(sorted(lk.items())), fanout), build)
 
 
-def _scored(ctx, g, th):
-    """score_pairs of hub candidate pairs, with their service and prevalence."""
-    bs = score_pairs(ctx, g[["src_ip", "dst_ip", "flows", "dst_hosts", "active_hours"]], th)
-    bs = bs.merge(g[["src_ip", "dst_ip", "proto", "port"]], on=["src_ip", "dst_ip"])
-    bs["prevalence"] = bs.dst_hosts / active_hosts(ctx)
-    return bs
-
-
-def _late_pollers(ctx, spec, th, pairs, bs, hubs):
-    """Add to each proven relay the hosts that poll it on the group's service with too few hours
-    to prove a rhythm on their own (a machine switched off early) but gaps too regular for chance
-    (join_alpha): joining a channel others have proven needs less than proving it. -> (bs, hubs)"""
+def _late_pollers(spec, short, bs, hubs):
+    """Add to each proven relay the hosts (of `short`: pairs with too few hours to prove a rhythm
+    on their own, a machine switched off early) that poll it on the group's service with gaps too
+    regular for chance (join_alpha): joining a channel others have proven needs less than proving
+    it. -> (bs, hubs)"""
     import pandas as pd
 
-    services = set(zip(bs[bs.member].dst_ip, bs[bs.member].proto, bs[bs.member].port))
-    seen = set(zip(bs.src_ip, bs.dst_ip))
-    late = pairs[[(d, p, q) in services and (s_, d) not in seen
-                  for s_, d, p, q in zip(pairs.src_ip, pairs.dst_ip, pairs.proto, pairs.port)]]
+    services = bs.loc[bs.member, ["dst_ip", "proto", "port"]].drop_duplicates()
+    late = short.merge(services, on=["dst_ip", "proto", "port"])
+    late = late[[rhythm_p(r) <= spec.num("join_alpha") for r in late.itertuples()]]
     if not len(late):
         return bs, hubs
-    ls = _scored(ctx, late, th)
-    ls = ls[[rhythm_p(r) <= spec.num("join_alpha") for r in ls.itertuples()]].copy()
-    if not len(ls):
-        return bs, hubs
-    ls["rhythmic"], ls["member"] = False, True
-    for d, m in ls.groupby("dst_ip").src_ip:
+    late = late.assign(rhythmic=False, member=True)
+    for d, m in late.groupby("dst_ip").src_ip:
         hubs[d] = sorted(hubs[d] + list(m))
-    return pd.concat([bs, ls], ignore_index=True), hubs
+    return pd.concat([bs, late], ignore_index=True), hubs
 
 
 # --- botnet.new_internal_peers -----------------------------------------------------------------------

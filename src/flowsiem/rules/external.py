@@ -489,12 +489,13 @@ def _flood_paths(fx, spec):
     # client's hour also from its own habit: busiest_ratio x as concentrated as its own busiest hour
     # was (the same day, busier all through, is judged by its daily total: the extreme path)
     share = spec.num("burst_share_baseline") if baseline else spec.num("burst_share")
+    own_flows = np.maximum(np.nan_to_num(df.own_flows.to_numpy()), 1.0)
     own_peak = fx.own_hours.max(axis=1) if fx.own_hours is not None else np.zeros(len(df))
-    own_share = own_peak / np.maximum(np.nan_to_num(df.own_flows.to_numpy()), 1.0)
+    own_share = own_peak / own_flows
     # -- unless it grew from its own day beyond how far the known clients' days change by chance:
     # then its own day is no reference for today's shape (an ordinary visitor yesterday, a flood
     # filling its usual afternoon today)
-    growth = np.log(np.maximum(flows, 1.0)) - np.log(np.maximum(np.nan_to_num(df.own_flows.to_numpy()), 1.0))
+    growth = np.log(np.maximum(flows, 1.0)) - np.log(own_flows)
     grow_thr = _change_fence(fx, spec, growth, "flows_growth", spec.num("min_flows_share"), floor)
     grown = (grow_thr > 0) & (growth >= grow_thr)
     own_shape = ~df.known.to_numpy() | (peak >= spec.num("busiest_ratio") * own_share * flows) | grown
