@@ -13,7 +13,8 @@ or more (`Alert.actionable`); low alerts are notices.
      largest of its own clients (beyond_few), while web scraping is still found
   4  external off_hours: one late session is a person; a client that comes back at deep-night
      hours is a pattern (_visits: min_visits / min_presence_hours), and so is one awake all night
-     (_all_night: all_night_share), while a late worker is not
+     (_all_night: all_night_share), while a late worker is not, nor an evening user whose device
+     trickles a few flows an hour through the night (_awake: awake_share)
   5  exfiltration upload_volume: a big upload to a new address of the company the host already
      syncs to in bulk is a notice (bulk_org); to a company it only browsed it is an alert
   6  external request_flood, repeat path: copies of one request to a login service its users
@@ -241,6 +242,7 @@ ONE_SESSION = "85.241.7.7"   # new: 30 flows in one 20-minute session, 03:50-04:
 COMES_BACK = "85.241.8.8"    # new: three 15-minute sessions of 15 flows at 01:30, 03:00 and 04:30
 AWAKE = "85.241.9.9"         # new: 40 flows 20-24 h, 100 spread evenly over 00-07 h, 10 by day (a typical volume)
 LATE = "85.241.10.10"        # new: 70 flows 19-24 h and 35 after midnight until 02:30 (a late worker)
+LEFT_ON = "85.241.11.11"     # new: 40 flows an hour 22-24 h, then 2 an hour 00-07 h (a page left open)
 
 
 def _session(ip, start, minutes, n, seed):
@@ -269,7 +271,8 @@ def night(tmp_path_factory):
                        *[_session(COMES_BACK, int(h * HOUR), 15, 15, 2 + k) for k, h in enumerate((1.5, 3.0, 4.5))],
                        _session(AWAKE, 20 * HOUR, 4 * 60, 40, 5), _session(AWAKE, 0, 7 * 60, 100, 6),
                        _session(AWAKE, 10 * HOUR, 6 * 60, 10, 7),
-                       _session(LATE, 19 * HOUR, 5 * 60, 70, 8), _session(LATE, 0, 150, 35, 9)])
+                       _session(LATE, 19 * HOUR, 5 * 60, 70, 8), _session(LATE, 0, 150, 35, 9),
+                       *[_session(LEFT_ON, h * HOUR, 60, 40 if h >= 22 else 2, 10 + h) for h in (*range(7), 22, 23)]])
     return _detect(tmp_path_factory, "night", make_office_day(seed=1), make_office_day(seed=2),
                    servers=stest, servers_base=pd.concat([make_clients_day(seed=1, n_clients=300), _evening_users(1)]))
 
@@ -297,6 +300,14 @@ def test_4_a_client_awake_all_night_is_flagged_and_a_late_worker_is_not(night):
     (a,) = _of(night, [AWAKE], rule_id="external_abuse.off_hours")
     assert a.actionable and a.details["cues"] == ["all night"], a.message
     assert not _of(night, [LATE], family="external_abuse")
+
+
+def test_4_an_evening_user_whose_device_trickles_through_the_night_is_not_awake(night):
+    """A page left open or an app syncing in the background keeps a few flows an hour going
+    through an evening user's night. Counting every hour with a flow as awake made such a user
+    'awake all night' (scale-3 evening clients: 400-960 flows an hour in the evening, 2-6 an hour
+    at night); awake means at least awake_share of the client's busiest hour."""
+    assert not _of(night, [LEFT_ON], family="external_abuse")
 
 
 # --- 5  upload_volume: the host's bulk sync company at a new address ------------------------------------

@@ -672,12 +672,20 @@ def _change_fence(fx, spec, change, key: str, n_min: float, floor: float) -> flo
 
 
 def _all_night(fx, spec, rare):
-    """Awake through the night: active in at least all_night_share of the hours its clients hardly
-    use (`rare`, per client). People sleep: an evening or a late session covers the start of the
-    night, not the whole of it."""
+    """Awake through the night: awake (_awake) in at least all_night_share of the hours its clients
+    hardly use (`rare`, per client). People sleep: an evening or a late session covers the start of
+    the night, not the whole of it."""
     n_rare = rare.sum(axis=1)
-    covered = ((fx.hours > 0) & rare).sum(axis=1)
+    covered = (_awake(fx, spec) & rare).sum(axis=1)
     return (n_rare > 0) & (covered >= spec.num("all_night_share") * n_rare)
+
+
+def _awake(fx, spec):
+    """Per client and hour: in use, with at least awake_share of the flows of its busiest hour. A
+    page left open or an app syncing in the background trickles a few flows an hour through the
+    night of an evening user; that is a device left on, not someone awake (as core_share for hosts)."""
+    h = fx.hours
+    return (h > 0) & (h >= spec.num("awake_share") * h.max(axis=1, keepdims=True))
 
 
 def _visits(ctx, ips, gap_minutes: float):
@@ -706,7 +714,7 @@ def _explain_off_hours(fx, spec, i, rarity, own, floor_rarity, st, fences, cues,
     busiest = int(np.argmax(profile))
     whose = "the clients'" if np.allclose(profile, _country_profiles_global(fx)) else f"{row.country} clients'"
     mine = [int(h) for h in np.flatnonzero(counts)]
-    awake = int(((counts > 0) & rare).sum())  # of the hours its clients hardly use
+    awake = int((_awake(fx, spec)[i] & rare).sum())  # of the hours its clients hardly use
     ev = [Evidence("hour rarity: how many times less frequented its hours are than the clients' busiest hour "
                    "(geometric mean)", "ratio", observed=round(math.exp(rarity), 1),
                    baseline=None if is_missing(own) else round(math.exp(own), 1),
@@ -719,8 +727,8 @@ def _explain_off_hours(fx, spec, i, rarity, own, floor_rarity, st, fences, cues,
                    threshold=round(math.exp(deep_thr), 1)),
           Evidence("its hours", "hours", observed=mine, reference={"busiest_hour": busiest,
                                                                   "quiet_hours": list(fx.quiet_hours)}),
-          Evidence(f"hours it was active among those {whose.replace(chr(39), '')} hardly use "
-                   f"(>= {spec.num('min_rarity'):g}x rarer than the busiest)", "hours",
+          Evidence(f"hours it was awake (>= {spec.num('awake_share'):.0%} of its busiest hour's flows) among those "
+                   f"{whose.replace(chr(39), '')} hardly use (>= {spec.num('min_rarity'):g}x rarer than the busiest)", "hours",
                    observed=awake, reference=[int(h) for h in np.flatnonzero(rare)],
                    threshold=round(spec.num("all_night_share") * int(rare.sum()), 1)),
           Evidence(f"share of {whose} activity in its busiest hours (each client weighs one)", "share",
@@ -740,7 +748,7 @@ def _explain_off_hours(fx, spec, i, rarity, own, floor_rarity, st, fences, cues,
                            "known clients' hours move from one day to the next, size-aware fence)", "ratio",
                            observed=round(math.exp(rarity - own), 2), baseline=1.0,
                            threshold=round(math.exp(moved_thr), 2)))
-    said = {"all night": f"all night (active in {awake} of the {int(rare.sum())} hours they hardly use)"}
+    said = {"all night": f"all night (awake in {awake} of the {int(rare.sum())} hours they hardly use)"}
     own_txt = (f"its baseline day: hours {math.exp(own):.1f}x rarer" if not is_missing(own) else
                _own(row, fmt_count(row.own_flows) + " flows"))
     msg = (f"opened {fmt_count(row.flows)} connections at {fmt_hours(mine)}, hours {whose.replace(chr(39), '')} "
