@@ -285,7 +285,7 @@ def _dns_minutes(ctx, spec):
     in some window_minutes (None when none does: the costly follow-up test is for those only)."""
     import ibis
 
-    from .dns import dns_events, dns_flows, lonely_events
+    from .dns import dns_events_today, dns_flows, lonely_events
 
     def per_minute(t, **agg):
         t = t.mutate(minute=(t.ts.epoch_seconds() / 60).floor().cast("int64"))
@@ -298,10 +298,8 @@ def _dns_minutes(ctx, spec):
     if not len(busy):
         return None
     busy = engine_table(ctx, busy)
-    # only the columns the events need: `dns` feeds two aggregations, so the engine keeps it (a CTE)
-    dns = dns_flows(ctx).semi_join(busy, "src_ip").select("src_ip", "dst_ip", "ts", "hour", "up_bytes")
-    ev = dns_events(dns)
-    lone = lonely_events(ctx, dns, int(spec.num("follow_window_s")))
+    ev = dns_events_today(ctx).semi_join(busy, "src_ip")
+    lone = lonely_events(ctx, ev, int(spec.num("follow_window_s")))
     a = a.semi_join(busy, "src_ip")
     b = per_minute(ev, seconds=lambda t: t.count())
     c = per_minute(lone, lonely=lambda t: t.count())
@@ -357,13 +355,13 @@ def rare_resolver(ctx, spec) -> list[Alert]:
     df, dns_hosts = _outside_resolvers(ctx)
     if dns_hosts < spec.num("prevalence_min_hosts"):
         return []  # with a handful of hosts, "few hosts use it" means nothing
-    from .dns import dns_flows, dns_rhythm, followed_share
+    from .dns import dns_rhythm, followed_share
 
     rare = df[df.hosts <= spec.num("max_hosts_share") * dns_hosts]
     pairs = rare[["src_ip", "dst_ip"]]
     followed = followed_share(ctx, pairs, int(spec.num("follow_window_s")), spec.num("follow_alpha"),
                             int(spec.num("follow_control_windows")))
-    rhythm = dns_rhythm(ctx, dns_flows(ctx), pairs)
+    rhythm = dns_rhythm(ctx, pairs)
     judged = {}
     for r in rare.itertuples():
         share, n = company_share(ctx, r.dst_ip)

@@ -40,7 +40,7 @@ from .beacon import RHYTHM_P_FLOOR
 from .common import (DNS_PORT, MAD_TO_SIGMA, binomial_tail, engine_table, familiarity, fisher, is_internal,
                      mad, mean, median, past, past_p, past_share, quantile, runs_of, timestamp, usual_hours,
                      where)
-from .dns import (NO_RHYTHM, FROM_INTERNAL, dns_baseline, dns_flows, dns_rhythm, dns_today, exempt_hosts, followed_share,
+from .dns import (NO_RHYTHM, FROM_INTERNAL, dns_baseline, dns_events_today, dns_rhythm, dns_today, exempt_hosts, followed_share,
                   lonely_events, tunnel_like)
 
 DISPERSION_FLOOR = 1e-3  # gaps identical to within 0.1 %: a perfect timer (log scale needs a floor)
@@ -71,7 +71,7 @@ def new_resolver(ctx, spec) -> list[Alert]:
     cand = _new_resolver_candidates(ctx, spec, b)
     if not len(cand):
         return []
-    rhythm = dns_rhythm(ctx, dns_flows(ctx), cand)
+    rhythm = dns_rhythm(ctx, cand)
     cand = cand.assign(rhythm_p=[rhythm.get((s, d), NO_RHYTHM)["rhythm_p"] for s, d in zip(cand.src_ip, cand.dst_ip)])
     # one resolver, one channel: the rhythm evidence of every host querying it, combined
     channel_p = {d: fisher(*g.rhythm_p) for d, g in cand.groupby("dst_ip")}
@@ -216,7 +216,7 @@ def periodic_dns(ctx, spec) -> list[Alert]:
     if not len(pop):
         return []
     # Every sizeable DNS conversation: the peers the candidates are judged against.
-    rhythm = dns_rhythm(ctx, dns_flows(ctx), pop)
+    rhythm = dns_rhythm(ctx, pop)
     fence, peer_median = _dispersion_fence(spec, rhythm)
     found = {}
     for r in pop.itertuples(index=False):
@@ -317,7 +317,7 @@ def dns_silent_hours(ctx, spec) -> list[Alert]:
     lone = lonely_events(ctx, _dns_in(ctx, cells), int(spec.num("follow_window_s")))
     per_pair = lone.group_by("src_ip", "dst_ip").aggregate(n=lone.count(), first_ts=lone.ts.min(),
                                                            last_ts=lone.ts.max()).to_pandas()
-    rhythm = dns_rhythm(ctx, lone, per_pair)
+    rhythm = dns_rhythm(ctx, per_pair, lone)
     alerts = []
     for c in cand:
         pairs = per_pair[per_pair.src_ip == c["host"]].sort_values("n", ascending=False)
@@ -347,9 +347,8 @@ def _usual_hours(ctx, spec):
 
 
 def _dns_in(ctx, cells):
-    """The DNS flows of internal hosts in the given (src_ip, hour) cells (an Ibis expression)."""
-    f = dns_flows(ctx)
-    return f.filter(f.traffic_class.isin(list(FROM_INTERNAL))).semi_join(engine_table(ctx, cells), ["src_ip", "hour"])
+    """The DNS events of internal hosts in the given (src_ip, hour) cells (an Ibis expression)."""
+    return dns_events_today(ctx).semi_join(engine_table(ctx, cells), ["src_ip", "hour"])
 
 
 def _silent_dns(ctx, spec, b, usual):

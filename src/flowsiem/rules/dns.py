@@ -137,6 +137,24 @@ def dns_events(flows):
     return g.aggregate(ts=flows.ts.min(), hour=flows.hour.min(), up_bytes=flows.up_bytes.sum())
 
 
+def dns_events_today(ctx):
+    """The test day's DNS events of internal hosts (dns_events of dns_flows), kept in the engine
+    once: the rhythm, follow-up and lonely-lookup tests of several rules all start from them,
+    and grouping the day's DNS by second is the costly part of each."""
+    return ctx.cached(("dns.events",), lambda: ctx.engine.materialize(dns_events(dns_flows(ctx))))
+
+
+def connection_seconds(ctx):
+    """(src_ip, hour, sec): the seconds in which each internal host opened a connection other
+    than DNS, kept in the engine once: every test of whether a lookup was followed by the
+    connection it resolved (lonely_events, followed_share) looks them up."""
+    def build():
+        f = ctx.flows
+        c = f.filter((f.port != DNS_PORT).fill_null(True) & f.src_internal)
+        return ctx.engine.materialize(c.select("src_ip", "hour", sec=c.ts.epoch_seconds().floor()).distinct())
+    return ctx.cached(("dns.connection_seconds",), build)
+
+
 def tunnel_like(b: DnsBaseline, host: str, query_bytes: float, host_up_today: float, spec) -> tuple[bool, float, float]:
     """Volume, not rhythm: queries longer than the network's AND a DNS upload an order of
     magnitude beyond the host's own and above nearly every host's day is DNS tunnelling
@@ -151,16 +169,31 @@ def tunnel_like(b: DnsBaseline, host: str, query_bytes: float, host_up_today: fl
             and host_up_today >= peers_q), q_ratio, v_ratio
 
 
-def dns_rhythm(ctx, flows, pairs_df) -> dict:
+def dns_rhythm(ctx, pairs_df, events=None) -> dict:
     """(src, dst) -> RITA beacon score and sub-scores, median gap, gap dispersion, events (polls:
     distinct seconds) and the chance of so regular gaps under random arrivals, for the given
-    pairs of `flows` (statistics in the engine)."""
+    pairs (statistics in the engine). Of the day's DNS events by default, each pair computed
+    once per run whichever rules ask; or of `events` (a subset of dns_events, such as the
+    lonely ones)."""
     if pairs_df is None or len(pairs_df) == 0:
         return {}
-    pairs = engine_table(ctx, pairs_df, ["src_ip", "dst_ip"])
-    # the pairs' flows first, then their events: the engine does not push the pairs through
-    # the per-second aggregation, which would otherwise run over every host's DNS
-    st = beacon_stats(dns_events(flows.semi_join(pairs, ["src_ip", "dst_ip"])), pairs, ctx.engine)
+    keys = set(zip(pairs_df.src_ip, pairs_df.dst_ip))
+    if events is not None:
+        return _rhythm(ctx, events, keys)
+    done = ctx.cached(("dns.rhythm",), dict)  # (src, dst) -> its rhythm, or None: too few events
+    todo = keys - done.keys()
+    if todo:
+        got = _rhythm(ctx, dns_events_today(ctx), todo)
+        done.update({k: got.get(k) for k in todo})
+    return {k: done[k] for k in keys if done[k] is not None}
+
+
+def _rhythm(ctx, events, keys) -> dict:
+    import pandas as pd
+
+    pairs = engine_table(ctx, pd.DataFrame(sorted(keys), columns=["src_ip", "dst_ip"]))
+    # the pairs' events first: the engine does not push the pairs through the window functions
+    st = beacon_stats(events.semi_join(pairs, ["src_ip", "dst_ip"]), pairs, ctx.engine)
     day = ctx.span[2]
     out = {}
     for row in st.itertuples(index=False):
@@ -177,13 +210,12 @@ def dns_rhythm(ctx, flows, pairs_df) -> dict:
     return out
 
 
-def lonely_events(ctx, dns, window_s: int):
-    """The DNS events (one per source, resolver and second) of the DNS flows `dns` (an Ibis
-    expression) that are NOT followed within window_s seconds by a connection other than DNS from
-    the same host. A lookup followed by the connection it was for is name resolution (an updater
-    checking in, a user opening a site); C&C over DNS carries its messages in the DNS itself and
-    needs no connection. Computed in the engine."""
-    ev = dns_events(dns)
+def lonely_events(ctx, ev, window_s: int):
+    """The DNS events `ev` (a subset of dns_events_today, an Ibis expression) that are NOT
+    followed within window_s seconds by a connection other than DNS from the same host. A lookup
+    followed by the connection it was for is name resolution (an updater checking in, a user
+    opening a site); C&C over DNS carries its messages in the DNS itself and needs no
+    connection. Computed in the engine."""
     followed = _followed_events(ctx, ev, window_s, [0])
     return ev.anti_join(followed.select("src_ip", "dst_ip", "sec"), ["src_ip", "dst_ip", "sec"])
 
@@ -193,9 +225,8 @@ def _followed_events(ctx, ev, window_s: int, shifts: list[int]):
     seconds, have a connection (not DNS) of the same host within window_s seconds after them."""
     import pandas as pd
 
-    f = ctx.flows
-    conn = f.filter((f.port != DNS_PORT).fill_null(True)).semi_join(ev.select("src_ip").distinct(), "src_ip")
-    conn = conn.select(c_src=conn.src_ip, c_sec=conn.ts.epoch_seconds().floor()).distinct()
+    c = connection_seconds(ctx)
+    conn = c.semi_join(ev.select("src_ip").distinct(), "src_ip").select(c_src=c.src_ip, c_sec=c.sec)
     so = engine_table(ctx, pd.DataFrame([(s, k) for s in shifts for k in range(int(window_s) + 1)],
                                         columns=["shift", "k"]))
     x = ev.select("src_ip", "dst_ip", "sec").cross_join(so)
@@ -226,15 +257,13 @@ def followed_share(ctx, pairs_df, window_s: int, alpha: float, control_windows: 
 
     if pairs_df is None or not len(pairs_df):
         return {}
-    dns = dns_flows(ctx).semi_join(engine_table(ctx, pairs_df, ["src_ip", "dst_ip"]), ["src_ip", "dst_ip"])
-    ev = dns_events(dns)
+    ev = dns_events_today(ctx).semi_join(engine_table(ctx, pairs_df, ["src_ip", "dst_ip"]), ["src_ip", "dst_ip"])
     per_hour = ev.group_by("src_ip", "dst_ip", "hour").aggregate(events=ev.count()).to_pandas()
     shifts = [0] + [-(int(window_s) + 1) * j for j in range(1, int(control_windows) + 1)]
     hit = _followed_events(ctx, ev, window_s, shifts)
     hits = hit.group_by("src_ip", "dst_ip", "shift").aggregate(followed=hit.count()).to_pandas()
-    f = ctx.flows
-    conn = f.filter((f.port != DNS_PORT).fill_null(True)).semi_join(engine_table(ctx, pairs_df[["src_ip"]]), "src_ip")
-    conn = conn.select("src_ip", "hour", sec=conn.ts.epoch_seconds().floor()).distinct()
+    c = connection_seconds(ctx)
+    conn = c.semi_join(engine_table(ctx, pairs_df[["src_ip"]]), "src_ip")
     rate = conn.group_by("src_ip", "hour").aggregate(busy=conn.count()).to_pandas()
     per_hour = per_hour.merge(rate, on=["src_ip", "hour"], how="left").fillna({"busy": 0})
     per_hour["expected"] = _by_chance(per_hour, "events", "busy", window_s)
@@ -266,8 +295,8 @@ def resolved_counts(ctx, pairs_df, window_s: int):
     f = ctx.flows
     conn = f.semi_join(engine_table(ctx, pairs_df, ["src_ip", "dst_ip"]), ["src_ip", "dst_ip"])
     conn = conn.select("src_ip", "dst_ip", "hour", sec=conn.ts.epoch_seconds().floor()).distinct()
-    dns = dns_flows(ctx).semi_join(engine_table(ctx, pairs_df, ["src_ip"]), "src_ip")
-    look = dns.select(l_src=dns.src_ip, hour=dns.hour, l_sec=dns.ts.epoch_seconds().floor()).distinct()
+    dns = dns_events_today(ctx).semi_join(engine_table(ctx, pairs_df, ["src_ip"]), "src_ip")
+    look = dns.select(l_src=dns.src_ip, hour=dns.hour, l_sec=dns.sec).distinct()
     offsets = engine_table(ctx, pd.DataFrame({"k": range(int(window_s) + 1)}))
     shifted = look.select("l_src", "l_sec").cross_join(offsets)
     shifted = shifted.mutate(c_sec=shifted.l_sec + shifted.k)

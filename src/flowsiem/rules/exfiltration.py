@@ -340,7 +340,7 @@ def _not_polling(ctx, spec, cands) -> list[dict]:
     ips = sorted(c["row"].src_ip for c in cands)
     today = dns_today(ctx)
     top = today[today.src_ip.isin(ips)].sort_values("up_bytes").drop_duplicates("src_ip", keep="last")
-    rhythm = dns_rhythm(ctx, dns_flows(ctx), pd.DataFrame(top[["src_ip", "dst_ip"]]))
+    rhythm = dns_rhythm(ctx, pd.DataFrame(top[["src_ip", "dst_ip"]]))
     out = []
     for c in cands:
         pair = top[top.src_ip == c["row"].src_ip]

@@ -10,15 +10,17 @@ connection after connection to one service, each the same size, faster than any 
 from __future__ import annotations
 
 from ..alerts import Alert, Evidence
+from ..fmt import is_missing
 from ..engine import split_list_column
 from . import rule
-from .common import mean, outside_source, past, past_share, timestamp, unanswered, where
+from .common import engine_table, mean, outside_source, past, past_share, timestamp, unanswered, where
 
 
 def _scan_shapes(ctx, flows, spec):
     """Per source: its widest vertical scan (ports of one host) and widest horizontal scan
-    (hosts on one port), counting targets that never answered. pandas, one row per source."""
-    import pandas as pd
+    (hosts on one port), counting targets that never answered. pandas, one row per source.
+    One query: the per-target table is computed once for both shapes."""
+    import ibis
 
     f = flows.mutate(failed=unanswered(flows, spec.t("no_reply_states")).cast("int64"))
     t = f.group_by("src_ip", "dst_ip", "proto", "port").aggregate(
@@ -26,13 +28,17 @@ def _scan_shapes(ctx, flows, spec):
     v = t.group_by("src_ip", "dst_ip").aggregate(tried=t.count(), failed=t.failed.sum(), first_ts=t.first_ts.min())
     h = t.group_by("src_ip", "proto", "port").aggregate(tried=t.count(), failed=t.failed.sum(),
                                                          first_ts=t.first_ts.min())
-    v = v.filter(v.failed >= spec.num("min_targets")).to_pandas()
-    h = h.filter(h.failed >= spec.num("min_targets")).to_pandas()
-    v["shape"], h["shape"] = "vertical", "horizontal"
-    both = pd.concat([v, h], ignore_index=True)
+    cols = ["src_ip", "dst_ip", "proto", "port", "tried", "failed", "first_ts", "shape"]
+    v = v.mutate(proto=ibis.null(t.proto.type()), port=ibis.null(t.port.type()), shape=ibis.literal("vertical"))
+    h = h.mutate(dst_ip=ibis.null(t.dst_ip.type()), shape=ibis.literal("horizontal"))
+    both = v.select(cols).union(h.select(cols))
+    both = both.filter(both.failed >= spec.num("min_targets")).to_pandas()
     if both.empty:
         return both
-    return both.sort_values("failed", ascending=False).drop_duplicates("src_ip")
+    # the widest first; vertical before horizontal on a tie, as the two tables were concatenated
+    both["_o"] = (both["shape"] == "horizontal").astype(int)
+    both = both.sort_values(["failed", "_o"], ascending=[False, True], kind="stable").drop(columns="_o")
+    return both.drop_duplicates("src_ip")
 
 
 def _judge_scan(spec, r) -> dict | None:
@@ -44,7 +50,7 @@ def _judge_scan(spec, r) -> dict | None:
 
 
 def _explain_scan(ctx, spec, r, v) -> Alert:
-    port = None if r.port != r.port else int(r.port)
+    port = None if is_missing(r.port) else int(r.port)
     if r.shape == "vertical":
         what = f"{int(r.tried):,} ports of {r.dst_ip}{where(ctx, r.dst_ip)}"
         dst = r.dst_ip
@@ -94,16 +100,20 @@ def _attempt_series(ctx, spec):
     connections, the busiest minute and the quartiles of the request and reply sizes (each
     column's three in one pass: one sort, not three)."""
     keys = ["src_ip", "dst_ip", "proto", "port"]
-    # Two expressions over the kept table, not one shared mutate: a shared one becomes a CTE that
-    # DuckDB materialises (every column of every flow) before the two aggregations.
     f = ctx.inbound
-    m = f.group_by(*keys, minute=(f.ts.epoch_seconds() / 60).floor()).aggregate(c=f.count())
-    peak = m.group_by(*keys).aggregate(peak=m.c.max(), minutes=m.count(), attempts=m.c.sum())
+    m = f.group_by(*keys, minute=(f.ts.epoch_seconds() / 60).floor()).aggregate(
+        c=f.count(), first_ts=f.ts.min(), last_ts=f.ts.max())
+    peak = m.group_by(*keys).aggregate(peak=m.c.max(), minutes=m.count(), attempts=m.c.sum(),
+                                       first_ts=m.first_ts.min(), last_ts=m.last_ts.max())
     peak = peak.filter((peak.attempts >= spec.num("min_attempts")) & (peak.peak >= spec.num("min_per_minute")))
-    size, reply = f.up_bytes.fill_null(0).cast("float64"), f.down_bytes.fill_null(0).cast("float64")
-    g = f.group_by(*keys).aggregate(size_q=size.quantile([0.25, 0.5, 0.75]), reply_q=reply.quantile([0.25, 0.5, 0.75]),
-                                    first_ts=f.ts.min(), last_ts=f.ts.max())
-    df = g.join(peak, keys).to_pandas()
+    peak = peak.to_pandas()
+    if peak.empty:
+        return peak
+    # The sizes' quartiles (a sort per column) for these few series only, not for every client.
+    c = f.semi_join(engine_table(ctx, peak, keys), keys)
+    size, reply = c.up_bytes.fill_null(0).cast("float64"), c.down_bytes.fill_null(0).cast("float64")
+    g = c.group_by(*keys).aggregate(size_q=size.quantile([0.25, 0.5, 0.75]), reply_q=reply.quantile([0.25, 0.5, 0.75]))
+    df = g.to_pandas().merge(peak, on=keys)
     for col in ("size", "reply"):
         split_list_column(df, f"{col}_q", [f"{col}_q1", f"{col}_med", f"{col}_q3"])
     return df
