@@ -189,6 +189,7 @@ def dns_rhythm(ctx, pairs_df, events=None) -> dict:
 
 
 def _rhythm(ctx, events, keys) -> dict:
+    """dns_rhythm of the (src, dst) pairs `keys` over `events`."""
     import pandas as pd
 
     pairs = engine_table(ctx, pd.DataFrame(sorted(keys), columns=["src_ip", "dst_ip"]))

@@ -10,8 +10,8 @@ connection after connection to one service, each the same size, faster than any 
 from __future__ import annotations
 
 from ..alerts import Alert, Evidence
-from ..fmt import is_missing
 from ..engine import split_list_column
+from ..fmt import is_missing
 from . import rule
 from .common import engine_table, mean, outside_source, past, past_share, timestamp, unanswered, where
 
@@ -109,7 +109,8 @@ def _attempt_series(ctx, spec):
     peak = peak.to_pandas()
     if peak.empty:
         return peak
-    # The sizes' quartiles (a sort per column) for these few series only, not for every client.
+    # The sizes' quartiles (a sort per column) only for the series fast and long enough, not for
+    # every client's (in a capture most clients make a handful of connections).
     c = f.semi_join(engine_table(ctx, peak, keys), keys)
     size, reply = c.up_bytes.fill_null(0).cast("float64"), c.down_bytes.fill_null(0).cast("float64")
     g = c.group_by(*keys).aggregate(size_q=size.quantile([0.25, 0.5, 0.75]), reply_q=reply.quantile([0.25, 0.5, 0.75]))
