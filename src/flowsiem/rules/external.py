@@ -676,16 +676,16 @@ def _all_night(fx, spec, rare):
     hardly use (`rare`, per client). People sleep: an evening or a late session covers the start of
     the night, not the whole of it."""
     n_rare = rare.sum(axis=1)
-    covered = (_awake(fx, spec) & rare).sum(axis=1)
+    covered = (_awake(fx.hours, spec) & rare).sum(axis=1)
     return (n_rare > 0) & (covered >= spec.num("all_night_share") * n_rare)
 
 
-def _awake(fx, spec):
-    """Per client and hour: in use, with at least awake_share of the flows of its busiest hour. A
-    page left open or an app syncing in the background trickles a few flows an hour through the
-    night of an evening user; that is a device left on, not someone awake (as core_share for hosts)."""
-    h = fx.hours
-    return (h > 0) & (h >= spec.num("awake_share") * h.max(axis=1, keepdims=True))
+def _awake(hours, spec):
+    """Per hour of `hours` (flows per hour, one row per client or one client's row): in use, with at
+    least awake_share of the flows of its busiest hour. A page left open or an app syncing in the
+    background trickles a few flows an hour through the night of an evening user; that is a device
+    left on, not someone awake (as core_share for hosts)."""
+    return (hours > 0) & (hours >= spec.num("awake_share") * hours.max(axis=-1, keepdims=True))
 
 
 def _visits(ctx, ips, gap_minutes: float):
@@ -714,7 +714,7 @@ def _explain_off_hours(fx, spec, i, rarity, own, floor_rarity, st, fences, cues,
     busiest = int(np.argmax(profile))
     whose = "the clients'" if np.allclose(profile, _country_profiles_global(fx)) else f"{row.country} clients'"
     mine = [int(h) for h in np.flatnonzero(counts)]
-    awake = int((_awake(fx, spec)[i] & rare).sum())  # of the hours its clients hardly use
+    awake = int((_awake(counts, spec) & rare).sum())  # of the hours its clients hardly use
     ev = [Evidence("hour rarity: how many times less frequented its hours are than the clients' busiest hour "
                    "(geometric mean)", "ratio", observed=round(math.exp(rarity), 1),
                    baseline=None if is_missing(own) else round(math.exp(own), 1),
