@@ -539,20 +539,31 @@ def test_9_a_port_nobody_used_with_that_company_is_not_its_software(hosting):
 
 # --- 10  cnc: a resolver no one uses, public or private, is itself the evidence -----------------------------
 
-JITTERY_C2, HAND_SET = H30[10], H30[11]
+JITTERY_C2, HAND_SET, RENTED_NS_USER = H30[10], H30[11], H30[12]
 UNKNOWN_NS, QUAD9_NS = "94.130.1.9", "9.9.9.9"   # a Hetzner address nobody queried; Quad9 (no host uses its company)
+CLOUD_SITE, RENTED_NS = "18.194.10.1", "18.194.10.53"  # AMAZON-02: a site a third of the hosts use; an address nobody queried
+CLOUD_READERS = H30[:10]
+CAMPAIGN, TEAM = H30[13:16], H30[16:19]   # three implants on 114DNS; three colleagues who set Google DNS by hand
 
 
 @pytest.fixture(scope="module")
 def resolvers(tmp_path_factory):
     """Two hosts each send 14 lookups at random times (no rhythm to speak of), 01-23 h, to a resolver
     nobody queried on the baseline day: one to an address of a hosting company, one to Quad9."""
+    def readers(seed):
+        return [rows(_random(15, 9, 17, seed + i), s, CLOUD_SITE, up=700, down=20_000) for i, s in enumerate(CLOUD_READERS)]
+
     test = pd.concat([
-        _dns_office_day(2),
+        _dns_office_day(2), *readers(200),
         rows(_random(14, 1, 23, 31), JITTERY_C2, UNKNOWN_NS, proto="udp", port=53, up=90, down=160),
         rows(_random(14, 1, 23, 32), HAND_SET, QUAD9_NS, proto="udp", port=53, up=70, down=140),
+        rows(_random(14, 1, 23, 33), RENTED_NS_USER, RENTED_NS, proto="udp", port=53, up=90, down=160),
+        *[rows(_periodic(1500, 8, 19, seed=34 + i, jitter=0.55), h, "114.114.114.114", proto="udp", port=53,
+               up=80, down=150) for i, h in enumerate(CAMPAIGN)],
+        *[rows(_random(25, 8, 19, 37 + i), h, "8.8.8.8", proto="udp", port=53, up=80, down=150)
+          for i, h in enumerate(TEAM)],
     ])
-    return _detect(tmp_path_factory, "resolvers", _dns_office_day(1), test)
+    return _detect(tmp_path_factory, "resolvers", pd.concat([_dns_office_day(1), *readers(100)]), test)
 
 
 def test_10_an_unknown_resolver_needs_no_rhythm(resolvers):
@@ -562,6 +573,37 @@ def test_10_an_unknown_resolver_needs_no_rhythm(resolvers):
     (a,) = _of(resolvers, [JITTERY_C2], rule_id="cnc.new_resolver")
     assert a.actionable and a.destination_ip == UNKNOWN_NS, a.message
     assert "no public resolver service" in a.message
+
+
+def test_10_a_resolver_rented_in_a_cloud_the_network_browses_is_not_a_public_one(resolvers):
+    """The same lookups to an Amazon address while a third of the hosts use a site at Amazon:
+    browsing a company's websites does not make any of its addresses a public resolver, and a
+    cloud rents machines to anyone -- the attacker's name server too. The old rule took the
+    familiar company for a public resolver and gave a notice."""
+    (a,) = _of(resolvers, [RENTED_NS_USER], rule_id="cnc.new_resolver")
+    assert a.actionable and a.destination_ip == RENTED_NS, a.message
+    assert a.details["organisation_host_share"] >= 0.3 and "AMAZON" in a.message.upper()
+
+
+def test_10_weak_rhythms_of_several_hosts_on_one_resolver_add_up(resolvers):
+    """Three hosts poll a public resolver on one badly jittered timer: no single host's gaps pass
+    the bar of a machine rhythm (rhythm_alpha), but random lookups would agree so on all three
+    hardly ever (Fisher). Each host whose own gaps are unlikely for a person (channel_alpha) is on
+    that channel. The old rule needed one host past the bar and left three notices."""
+    alerts = {a.source_ip: a for a in _of(resolvers, CAMPAIGN, rule_id="cnc.new_resolver")}
+    assert set(alerts) == set(CAMPAIGN)
+    p = {h: a.details["beacon"]["rhythm_p"] for h, a in alerts.items()}
+    assert min(p.values()) > 1e-4, "no host is a machine rhythm on its own"
+    joined = {h for h in CAMPAIGN if p[h] <= 0.01}
+    assert len(joined) >= 2
+    for h in joined:
+        assert alerts[h].actionable and "together" in alerts[h].message, alerts[h].message
+
+
+def test_10_colleagues_on_a_public_resolver_by_hand_stay_notices(resolvers):
+    alerts = _of(resolvers, TEAM, rule_id="cnc.new_resolver")
+    assert {a.source_ip for a in alerts} == set(TEAM)
+    assert not any(a.actionable for a in alerts), [a.message for a in alerts]
 
 
 def test_10_a_public_resolver_without_rhythm_is_a_notice(resolvers):

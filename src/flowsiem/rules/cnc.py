@@ -80,8 +80,12 @@ def new_resolver(ctx, spec) -> list[Alert]:
         v = _judge_new_resolver(ctx, spec, b, r, rhythm.get((r.src_ip, r.dst_ip), NO_RHYTHM), channel_p[r.dst_ip])
         if v:
             judged.setdefault(r.src_ip, []).append(v)
-    # a host on a resolver where another host polls like a C&C client is on that channel too
+    # a host on a resolver where another host polls like a C&C client is on that channel too; so
+    # is one of several hosts whose rhythms, each weak, together pass the bar of one machine rhythm
+    # (jittered implants of one campaign: random lookups would agree so 1 in 1/rhythm_alpha times)
+    hosts_on = cand.groupby("dst_ip").src_ip.nunique()
     regular_dsts = {v["dst"] for vs in judged.values() for v in vs if v["regular"]}
+    regular_dsts |= {d for d, p in channel_p.items() if hosts_on[d] >= 2 and p <= spec.num("rhythm_alpha")}
     for vs in judged.values():
         for v in vs:
             if v["severity"] == "low" and v["dst"] in regular_dsts and v["bs"]["rhythm_p"] <= spec.num("channel_alpha"):
@@ -123,10 +127,11 @@ def _public_resolvers(spec) -> Allowlist:
 
 def _judge_new_resolver(ctx, spec, b, r, bs, channel_p) -> dict | None:
     """Medium when the evidence is C&C-like: the host's own machine rhythm, or an external
-    resolver nobody queried before that is no public resolver service and in an organisation
-    the network does not use (what would answer there but the attacker's name server?).
-    Otherwise a low notice (a public resolver set by hand is a policy matter). Internal or
-    already-seen resolvers need the rhythm."""
+    resolver nobody queried before that is no public resolver service (what would answer there
+    but its owner's own name server?). Its organisation does not excuse it: hosts browsing a
+    cloud's or a CDN's sites make none of its addresses a public resolver, and clouds rent
+    machines to anyone. Otherwise a low notice (a public resolver set by hand is a policy
+    matter). Internal or already-seen resolvers need the rhythm."""
     internal = is_internal(ctx, r.dst_ip)
     seen = r.dst_ip in b.seen
     regular = _regular(bs, spec)
@@ -137,7 +142,7 @@ def _judge_new_resolver(ctx, spec, b, r, bs, channel_p) -> dict | None:
         return None
     org, org_share = familiarity(ctx, r.dst_ip)
     public = _public_resolvers(spec).matches(r.dst_ip)
-    unfamiliar = not internal and not seen and not public and org_share < spec.num("familiar_host_share")
+    unfamiliar = not internal and not seen and not public
     severity = None if regular or unfamiliar else "low"
     score = mean(past_p(bs["rhythm_p"]), float(unfamiliar), past(r.hours, spec.num("min_hours")))
     return {"dst": r.dst_ip, "row": r, "bs": bs, "internal": internal, "regular": regular, "org": org,
@@ -156,17 +161,15 @@ def _explain_new_resolver(ctx, spec, b, host, v, shared) -> Alert:
            f"{bs['rhythm_p']:.1g} for random lookups)" if v["regular"] else
            f"; irregular (chance {bs['rhythm_p']:.2g} for random lookups)")
     if v["unfamiliar"]:
-        why += (f"; no public resolver service, {v['org'] or 'its organisation unknown'}: {v['org_share']:.0%} of the "
-                f"hosts used that organisation; who answers there but the owner's own name server?")
+        why += (f"; no public resolver service ({v['org'] or 'its organisation unknown'}, whose other addresses "
+                f"{v['org_share']:.0%} of the hosts used): who answers there but the owner's own name server?")
     if v["joined"]:
-        why += "; another host polls the same resolver on a machine rhythm: the same channel"
+        why += (f"; the hosts querying it keep a rhythm together that random lookups would show with chance "
+                f"{v['channel_p']:.1g}: one C&C channel")
     if v["followed"] >= spec.num("followed_share"):
         why += f"; {v['followed']:.0%} of its lookups are followed by a connection: name resolution, not C&C"
     elif v["severity"] == "low" and v["public"]:
         why += "; a public resolver service: one used by hand is a policy matter, not C&C"
-    elif v["severity"] == "low" and not v["unfamiliar"]:
-        why += (f"; {v['org']} is an organisation {v['org_share']:.0%} of the hosts use daily: "
-                f"a public resolver used by hand is a policy matter, not C&C")
     others = sorted(shared.get(r.dst_ip, set()) - {host})
     msg = (f"sent {int(r.flows):,} DNS queries over {int(r.hours)} h to {r.dst_ip}{where(ctx, r.dst_ip)}, "
            f"{novelty} (its usual: {', '.join(own) or 'none, new host'}; "
@@ -186,7 +189,7 @@ def _explain_new_resolver(ctx, spec, b, host, v, shared) -> Alert:
         Evidence("chance of so regular gaps under random arrivals", "probability",
                  observed=float(f"{bs['rhythm_p']:.3g}"), threshold=spec.num("rhythm_alpha")),
         Evidence("share of the internal hosts that used the resolver's organisation on the baseline day", "share",
-                 observed=round(v["org_share"], 4), threshold=spec.num("familiar_host_share")),
+                 observed=round(v["org_share"], 4)),
         Evidence("chance of the rhythms of all hosts querying it under random lookups (Fisher)", "probability",
                  observed=float(f"{v['channel_p']:.3g}"), threshold=spec.num("channel_alpha")),
         Evidence("internal hosts querying this resolver today (same channel)", "hosts", observed=len(others) + 1,
