@@ -60,6 +60,15 @@ servers_data.parquet and truth.json (same "anomalies"/"benign" layout as the sim
 from truth.json "scenario", scale from "scale", seed from "seed" when present). Nothing is written
 into DIR.
 
+Merging runs
+------------
+--merge A.json B.json ... runs nothing: it prints the tables of earlier runs' summaries as one run
+and writes their merged summary (bench/out/quality/<set>-merged-<time>.json), so a 50-seed holdout
+measured in parts (seeds 1111-1130 in one session, 1131-1160 in the next) is read as one table. It
+refuses runs of different sets, commits, code fingerprints (every .py and .yaml under src/flowsiem,
+recorded by each run: a snapshot outside git has one too) or servers-day modes, and a case present
+in two runs.
+
 Output
 ------
 Markdown tables per scale on stdout (per-family TP/FP/FN/precision/recall, devices at medium+ on
@@ -124,6 +133,15 @@ def _stamps() -> dict:
     sim = _fingerprint([SRC / "simulate"])
     prof = [p for p in sorted(SRC.iterdir()) if p.name not in NOT_PROFILE and (p.is_dir() or p.suffix == ".py")]
     return {"days": sim, "profile": sim + "-" + _fingerprint(prof)}
+
+
+def _code_fingerprint() -> str:
+    """Every source and rules file of flowsiem: runs of one snapshot, git or not, share it (--merge)."""
+    h = hashlib.sha1()
+    for f in sorted(x for x in SRC.rglob("*") if x.suffix in (".py", ".yaml") and "__pycache__" not in x.parts):
+        h.update(str(f.relative_to(SRC)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def _read(p: Path) -> str:
@@ -727,17 +745,75 @@ def wall_by_scale(timing: dict) -> dict:
             for k, t in sorted(timing.items())}
 
 
+def _seed_label(info: dict) -> str:
+    """'1111–1160', or the runs of a merged set's seeds: '1111–1130, 1141–1160'."""
+    seeds = info.get("seed_list") or range(info["first_seed"], info["first_seed"] + info["seeds"])
+    runs: list[list[int]] = []
+    for x in sorted(seeds):
+        if runs and x == runs[-1][1] + 1:
+            runs[-1][1] = x
+        else:
+            runs.append([x, x])
+    return ", ".join(f"{lo}–{hi}" if hi > lo else f"{lo}" for lo, hi in runs)
+
+
+def _load_runs(paths: list[Path]) -> list[dict]:
+    """Earlier runs' JSON summaries, refused when they mix sets, rules (commit or code fingerprint)
+    or servers-day modes: one table must measure one thing."""
+    docs = []
+    for p in paths:
+        try:
+            docs.append(json.loads(Path(p).read_text()))
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"--merge: cannot read {p}: {e}") from None
+        if "cases" not in docs[-1] or "set" not in docs[-1]:
+            raise SystemExit(f"--merge: {p} is no summary of bench/quality.py")
+    for what, values in (("sets", {d["set"] for d in docs}),
+                         ("commits", {c for d in docs if (c := (d.get("git") or {}).get("commit"))}),
+                         ("code fingerprints (their rules differ)", {c for d in docs if (c := d.get("code"))}),
+                         ("servers-day modes", {bool(d.get("servers_baseline", True)) for d in docs})):
+        if len(values) > 1:
+            raise SystemExit(f"--merge: the runs have different {what}: {', '.join(map(str, sorted(values)))}")
+    if not all(d.get("code") or ((d.get("git") or {}).get("commit") and not d["git"].get("dirty")) for d in docs):
+        print("--merge: some runs record neither a code fingerprint nor a clean commit: "
+              "make sure they ran the same rules", file=sys.stderr)
+    return docs
+
+
+def merge_runs(paths: list[Path]) -> tuple[list[dict], dict, list[str], float, int]:
+    """Earlier runs as one (a 50-seed holdout split over sessions): their cases, none twice."""
+    docs = _load_runs(paths)
+    results, seen = [], set()
+    for p, d in zip(paths, docs):
+        for c in d["cases"]:
+            key = (c["scenario"], str(c["seed"]), _fmt_scale(c["scale"]))
+            if key in seen:
+                raise SystemExit(f"--merge: case {'/'.join(key)} is in more than one run (last: {p})")
+            seen.add(key)
+            results.append(c)
+    seeds = sorted({c["seed"] for c in results if isinstance(c["seed"], int)})
+    info = {"set": docs[0]["set"], "source": docs[0].get("source", "simulator"),
+            "first_seed": seeds[0] if seeds else None, "seeds": len(seeds) or None, "seed_list": seeds,
+            "scales": sorted({c["scale"] for c in results}),
+            "scenarios": list(dict.fromkeys(sc for d in docs for sc in d.get("scenarios", []))),
+            "merged_from": [str(p) for p in paths], "servers_baseline": bool(docs[0].get("servers_baseline", True)),
+            "code": docs[0].get("code") if all(d.get("code") for d in docs) else None}
+    families = list(dict.fromkeys(f for d in docs for f in d.get("families", [])))
+    return (results, info, families, sum(d.get("wall_seconds", 0.0) for d in docs),
+            max(d.get("jobs", 1) for d in docs))
+
+
 def report(results: list[dict], info: dict, families: list[str], a, wall: float,
            timing: dict | None = None) -> tuple[dict, list[str]]:
     by_scale = aggregate(results, families)
     P = print
     if info["set"] == "holdout":
-        P(f"# Detection quality — HOLDOUT set (seeds {info['first_seed']}–{info['first_seed'] + info['seeds'] - 1})")
+        P(f"# Detection quality — HOLDOUT set (seeds {_seed_label(info)})")
         P()
         P("**Holdout: the final measurement of rules fixed beforehand. Never run it or look at it while "
           "tuning; a rule changed because of it spends the holdout.**")
     elif info["set"] == "tune":
-        P(f"# Detection quality — tuning set (seeds {info['first_seed']}–{info['first_seed'] + info['seeds'] - 1})")
+        P(f"# Detection quality — tuning set (seeds {_seed_label(info)})")
     else:
         P(f"# Detection quality — external days from {info['source']}")
     P()
@@ -915,9 +991,19 @@ def main() -> None:
     ap.add_argument("--verbose", "-v", action="store_true", help="list every false positive / negative")
     ap.add_argument("--dry-run", action="store_true", help="print the cases that would run and exit")
     ap.add_argument("--json", type=Path, default=None, help="summary path (default bench/out/quality/<set>-<time>.json)")
+    ap.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
+                    help="print the tables of earlier runs' summaries as one run (e.g. a holdout split over "
+                         "sessions: same set and rules, no case twice) and write their merged summary; runs nothing")
     a = ap.parse_args()
     if a.jobs < 1:
         raise SystemExit("--jobs must be >= 1")
+
+    if a.merge:
+        results, info, families, wall, a.jobs = merge_runs(a.merge)
+        a.no_servers_baseline = not info["servers_baseline"]
+        summary, _ = report(results, info, families, a, wall)
+        write_summary(a, info, families, results, [], {}, wall, summary, time.strftime("%Y%m%d-%H%M%S"))
+        return
 
     from flowsiem import simulate                  # read at run time: scenarios and kinds change
 
@@ -972,6 +1058,12 @@ def main() -> None:
             if f not in families:
                 families.append(f)
     summary, verdicts = report(results, info, families, a, wall, timing)
+    write_summary(a, info, families, results, preps, timing, wall, summary, stamp)
+
+
+def write_summary(a, info: dict, families: list[str], results: list[dict], preps: list[dict], timing: dict,
+                  wall: float, summary: dict, stamp: str) -> None:
+    """The run's JSON summary (every count, every case) under bench/out/quality/, or --json."""
     for r in results:
         r["benign"] = dict(r.get("benign") or {})
     doc = {
@@ -979,18 +1071,19 @@ def main() -> None:
         "argv": sys.argv[1:], "jobs": a.jobs, "first_seed": info["first_seed"], "seeds": info["seeds"],
         "scales": info["scales"], "scenarios": info["scenarios"], "families": families,
         "servers_baseline": not a.no_servers_baseline, "severity_threshold": MEDIUM, "goal": GOAL,
-        "git": _git(), "failed": sum(bool(r.get("error")) for r in results),
+        "git": _git(), "code": info["code"] if "merged_from" in info else _code_fingerprint(),
+        "failed": sum(bool(r.get("error")) for r in results),
         "wall_by_scale": wall_by_scale(timing),
+        **({"merged_from": info["merged_from"], "seed_list": info["seed_list"]} if "merged_from" in info else {}),
         **summary,
         "cases": sorted(results, key=lambda r: (r["scale"], r["scenario"], str(r["seed"]))),
         "groups": sorted(preps, key=lambda r: (r["scale"], str(r["seed"]), r["group"])),
     }
-    path = a.json or OUT / f"{info['set']}-{stamp}.json"
+    path = a.json or OUT / f"{info['set']}{'-merged' if 'merged_from' in info else ''}-{stamp}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=1, default=str))
     print()
     print(f"Summary: {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
-
 
 if __name__ == "__main__":
     main()
