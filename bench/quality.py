@@ -118,10 +118,10 @@ NOT_PROFILE = ("simulate", "rules", "detect.py", "alerts.py", "explain.py", "cli
 
 # ---------------------------------------------------------------- fingerprints
 
-def _fingerprint(paths) -> str:
+def _fingerprint(paths, suffixes: tuple[str, ...] = (".py",)) -> str:
     h = hashlib.sha1()
     for p in paths:
-        files = sorted(p.rglob("*.py")) if p.is_dir() else [p]
+        files = sorted(f for f in p.rglob("*") if f.suffix in suffixes) if p.is_dir() else [p]
         for f in files:
             if f.exists():
                 h.update(str(f.relative_to(SRC)).encode())
@@ -137,11 +137,7 @@ def _stamps() -> dict:
 
 def _code_fingerprint() -> str:
     """Every source and rules file of flowsiem: runs of one snapshot, git or not, share it (--merge)."""
-    h = hashlib.sha1()
-    for f in sorted(x for x in SRC.rglob("*") if x.suffix in (".py", ".yaml") and "__pycache__" not in x.parts):
-        h.update(str(f.relative_to(SRC)).encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()[:16]
+    return _fingerprint([SRC], (".py", ".yaml"))
 
 
 def _read(p: Path) -> str:
@@ -1084,6 +1080,7 @@ def write_summary(a, info: dict, families: list[str], results: list[dict], preps
     path.write_text(json.dumps(doc, indent=1, default=str))
     print()
     print(f"Summary: {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+
 
 if __name__ == "__main__":
     main()
