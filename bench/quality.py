@@ -209,6 +209,7 @@ def _score(truth: dict, alerts: list, families: list[str]) -> dict:
             if key not in seen:
                 seen.add(key)
                 res["kinds"].append({"family": an["family"], "kind": an["kind"], "ip": h,
+                                     "strength": (an.get("details") or {}).get("strength"),
                                      "found": h in got[an["family"]]})
     res["medium_devices"] = sorted({ip for f in got for ip in got[f]})
     return res
@@ -643,6 +644,19 @@ def _f(x: float | None, nd: int = 3) -> str:
     return "–" if x is None else f"{x:.{nd}f}"
 
 
+# The simulator's strength s of an anomaly (0 stealthiest, 1 most obvious), in bands: where the
+# misses sit tells a rule's blind spot (strong ones missed) from the detection floor (weak ones).
+STRENGTH_BANDS = (0.2, 0.4, 0.6)
+
+
+def _band(strength: float | None) -> str:
+    if strength is None:
+        return "unknown"
+    lo = max((b for b in STRENGTH_BANDS if strength >= b), default=0.0)
+    hi = min((b for b in STRENGTH_BANDS if strength < b), default=1.0)
+    return f"{lo:.1f}-{hi:.1f}"
+
+
 def aggregate(results: list[dict], families: list[str]) -> dict:
     """Per scale: every table's counts."""
     by_scale: dict[float, dict] = {}
@@ -654,7 +668,8 @@ def aggregate(results: list[dict], families: list[str]) -> dict:
             "clean_days": 0, "clean_devices": 0, "clean_days_with_devices": 0, "clean_rules": Counter(),
             "low_alerts": 0, "low_devices": 0, "low_on_anomaly_hosts": 0, "low_on_clean_days": 0,
             "rules": defaultdict(lambda: {"family": "", "tp": 0, "fp": 0, "low": 0}),
-            "kinds": defaultdict(lambda: [0, 0]), "fp_why": Counter(), "fp_list": [], "fn_list": [],
+            "kinds": defaultdict(lambda: [0, 0]), "bands": defaultdict(lambda: [0, 0]),
+            "fp_why": Counter(), "fp_list": [], "fn_list": [],
         })
         s["cases"] += 1
         if r.get("error"):
@@ -695,6 +710,9 @@ def aggregate(results: list[dict], families: list[str]) -> dict:
             k = s["kinds"][(x["family"], x["kind"])]
             k[0] += 1
             k[1] += not x["found"]
+            b = s["bands"][(x["family"], _band(x.get("strength")))]
+            b[0] += 1
+            b[1] += not x["found"]
         for x in r["fn"]:
             s["fn_list"].append({**x, "scenario": r["scenario"], "seed": r["seed"], "scale": r["scale"]})
     for s in by_scale.values():
@@ -874,6 +892,12 @@ def report(results: list[dict], info: dict, families: list[str], a, wall: float,
             P("|---|---:|---:|---:|")
             for (fam, kind), (n, fn) in sorted(s["kinds"].items(), key=lambda kv: (-kv[1][1], kv[0])):
                 P(f"| {fam}/{kind} | {n} | {fn} | {_f((n - fn) / n if n else None)} |")
+        if s["bands"]:
+            P()
+            P("| family | anomaly strength | hosts | FN | recall |")
+            P("|---|---|---:|---:|---:|")
+            for (fam, band), (n, fn) in sorted(s["bands"].items()):
+                P(f"| {fam} | {band} | {n} | {fn} | {_f((n - fn) / n if n else None)} |")
         if s["fp_why"]:
             P()
             P("| false positives: family | cause (benign kind, other family's anomaly) | devices |")
@@ -943,6 +967,8 @@ def report(results: list[dict], info: dict, families: list[str], a, wall: float,
                             "on_anomaly_hosts": s["low_on_anomaly_hosts"], "on_clean_days": s["low_on_clean_days"]},
             "rules": {k: dict(v) for k, v in sorted(s["rules"].items())},
             "kinds": {f"{fk[0]}/{fk[1]}": {"hosts": n, "fn": fn} for fk, (n, fn) in sorted(s["kinds"].items())},
+            "strength_bands": {f"{fb[0]}/{fb[1]}": {"hosts": n, "fn": fn}
+                               for fb, (n, fn) in sorted(s["bands"].items())},
             "fp_causes": [{"family": f, "cause": w, "devices": n} for (f, w), n in s["fp_why"].most_common()],
             "scenarios": {sc: {f: dict(zip(("tp", "fp", "fn"), v)) for f, v in d.items()}
                           for sc, d in s["scenarios"].items()},

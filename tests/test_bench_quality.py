@@ -75,3 +75,22 @@ def test_runs_of_different_rules_are_refused(tmp_path):
 def test_seed_label_names_each_run_of_seeds(quality):
     assert quality._seed_label({"first_seed": 1111, "seeds": 50}) == "1111–1160"
     assert quality._seed_label({"seed_list": [5, 1, 2, 3, 9]}) == "1–3, 5, 9"
+
+
+def test_recall_by_strength_band_separates_weak_misses(tmp_path):
+    """Misses are reported by the anomaly's strength: weak ones (the detection floor) apart from
+    strong ones (a rule's blind spot)."""
+    kinds = [{"family": "botnet", "kind": "star", "ip": f"10.0.1.{i}", "strength": s, "found": found}
+             for i, (s, found) in enumerate([(0.05, False), (0.15, True), (0.3, True), (0.9, False), (0.7, True)])]
+    case = {**_case("botnet", 1111, 3, 0, 2), "kinds": kinds}
+    a = _run(tmp_path, "a.json", [case, {**_case("botnet", 1112, 1, 0, 0),
+                                         "kinds": [{"family": "botnet", "kind": "star", "ip": "10.0.2.1",
+                                                    "found": True}]}])
+    r = _merge(a, out=tmp_path / "m.json")
+    assert r.returncode == 0, r.stderr
+    assert "| botnet | 0.0-0.2 | 2 | 1 | 0.500 |" in r.stdout
+    assert "| botnet | 0.2-0.4 | 1 | 0 | 1.000 |" in r.stdout
+    assert "| botnet | 0.6-1.0 | 2 | 1 | 0.500 |" in r.stdout
+    assert "| botnet | unknown | 1 | 0 | 1.000 |" in r.stdout  # runs from before strength was kept
+    bands = json.loads((tmp_path / "m.json").read_text())["by_scale"]["1"]["strength_bands"]
+    assert bands["botnet/0.6-1.0"] == {"hosts": 2, "fn": 1}
