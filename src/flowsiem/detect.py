@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .console import info, stage
 from .errors import InputError, UsageError
-from .network import NetworkModel, addresses, parse_cidrs, with_traffic_class
+from .network import TRAFFIC_CLASSES, NetworkModel, addresses, parse_cidrs, with_traffic_class
 
 BASELINE_TABLES = ("edges", "hosts", "host_hours", "services", "destinations", "ip_info", "clients", "client_hours")
 
@@ -131,18 +131,27 @@ class DetectContext:
         return s["start"], s["end"], max((s["end"] - s["start"]).total_seconds(), 1.0)
 
     @cached_property
+    def service_hours(self):
+        """The servers file per (client, server, service, hour) (profile.service_hours), kept in
+        the engine: the clients' tables come from it, not from another scan of the flows."""
+        from .profile import service_hours
+
+        return None if self.servers is None else self.engine.materialize(service_hours(self.servers))
+
+    @cached_property
     def clients_df(self):
         """Test-day external clients of the public servers (None without --servers)."""
         if self.servers is None:
             return None
-        t = self.servers
+        a = self.service_hours
         quiet = set(self.profile.get("public_servers", {}) and
                     self.profile["public_servers"]["clients"].get("quiet_hours", []) or [])
-        df = t.group_by(ip=t.src_ip).aggregate(
-            flows=t.count(), up_bytes=t.up_bytes.sum().fill_null(0), down_bytes=t.down_bytes.sum().fill_null(0),
-            servers=t.dst_ip.nunique(), active_hours=t.hour.nunique(), first_ts=t.ts.min(), last_ts=t.ts.max(),
+        df = a.group_by(ip=a.src_ip).aggregate(
+            flows=a.flows.sum(), up_bytes=a.up_bytes.sum().fill_null(0), down_bytes=a.down_bytes.sum().fill_null(0),
+            servers=a.dst_ip.nunique(), active_hours=a.hour.nunique(), first_ts=a.first_ts.min(),
+            last_ts=a.last_ts.max(),
         ).to_pandas()
-        hours = t.group_by(ip=t.src_ip, hour=t.hour).aggregate(flows=t.count()).to_pandas()
+        hours = a.group_by(ip=a.src_ip, hour=a.hour).aggregate(flows=a.flows.sum()).to_pandas()
         df.attrs["hours"] = hours
         df.attrs["baseline_quiet_hours"] = sorted(quiet)
         return df
@@ -252,7 +261,8 @@ def classified_context(engine, read, srv_read, model: NetworkModel, opts: Detect
     # scans that table instead of re-reading and re-joining the files.
     with stage("loading the test day into the engine"):
         flows = with_traffic_class(raw, ip_table)
-        flows = engine.materialize(flows.mutate(hour=flows.ts.hour().cast("int8")))
+        flows = engine.materialize(flows.mutate(hour=flows.ts.hour().cast("int8")),
+                                   labels={"traffic_class": TRAFFIC_CLASSES})
         servers_t = None
         if srv_read is not None:
             st = srv_read.table

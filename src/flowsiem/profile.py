@@ -187,10 +187,11 @@ def build_profile(data, out: Path, servers=None, options: ProfileOptions | None 
     # Read and classify the day once, into the engine: every statistic below scans that table.
     with stage("loading the baseline day into the engine"):
         flows = with_traffic_class(raw, ip_table)
-        flows = engine.materialize(flows.mutate(hour=flows.ts.hour().cast("int8")))
+        flows = engine.materialize(flows.mutate(hour=flows.ts.hour().cast("int8")),
+                                   labels={"traffic_class": TRAFFIC_CLASSES})
 
     with stage("computing statistics"):
-        profile, tables = _profile_flows(flows, model, ip_info, opts, bucket_s)
+        profile, tables = _profile_flows(flows, engine, model, ip_info, opts, bucket_s)
     profile["input"] = _input_section(read, flows)
     profile["geoip"] = geo.source
 
@@ -258,21 +259,26 @@ def _input_section(read, flows) -> dict:
     }
 
 
-def _profile_flows(flows, model, ip_info, opts: ProfileOptions, bucket_s: int):
+def _profile_flows(flows, engine, model, ip_info, opts: ProfileOptions, bucket_s: int):
     """All statistics of the classified flow table. Returns (profile dict, tables)."""
     import pandas as pd
 
     top = opts.top
     geo = ip_info.set_index("ip")[["country", "asn", "as_org"]]
 
+    # Edges per clock hour, kept in the engine: one pass over the flows for the edges and the
+    # hosts' hours below (a distinct count of hours per edge costs more than this pass).
+    eh = engine.materialize(flows.group_by("src_ip", "dst_ip", "proto", "port", "traffic_class", "hour").aggregate(
+        flows=flows.count(), up_bytes=flows.up_bytes.sum(), down_bytes=flows.down_bytes.sum(),
+        first_ts=flows.ts.min(), last_ts=flows.ts.max()))
     # Edges: one row per (src, dst, proto, port); the source of most tables below.
-    edges = flows.group_by("src_ip", "dst_ip", "proto", "port", "traffic_class").aggregate(
-        flows=flows.count(),
-        up_bytes=flows.up_bytes.sum(),
-        down_bytes=flows.down_bytes.sum(),
-        first_ts=flows.ts.min(),
-        last_ts=flows.ts.max(),
-        hours=flows.hour.nunique(),
+    edges = eh.group_by("src_ip", "dst_ip", "proto", "port", "traffic_class").aggregate(
+        flows=eh.flows.sum(),
+        up_bytes=eh.up_bytes.sum(),
+        down_bytes=eh.down_bytes.sum(),
+        first_ts=eh.first_ts.min(),
+        last_ts=eh.last_ts.max(),
+        hours=eh.hour.count(),  # one row per hour it was used
     ).to_pandas()
     for c in ("up_bytes", "down_bytes"):
         edges[c] = _int0(edges[c])
@@ -288,8 +294,9 @@ def _profile_flows(flows, model, ip_info, opts: ProfileOptions, bucket_s: int):
 
     # Per internal host: hourly activity and per-flow size distribution.
     hosts_f = flows.filter(flows.src_internal)
-    host_hours = hosts_f.group_by("src_ip", "hour").aggregate(
-        flows=hosts_f.count(), up_bytes=hosts_f.up_bytes.sum(), down_bytes=hosts_f.down_bytes.sum(),
+    hosts_eh = eh.filter(eh.traffic_class.isin([INTERNAL_INTERNAL, INTERNAL_EXTERNAL]))  # src_internal
+    host_hours = hosts_eh.group_by("src_ip", "hour").aggregate(
+        flows=hosts_eh.flows.sum(), up_bytes=hosts_eh.up_bytes.sum(), down_bytes=hosts_eh.down_bytes.sum(),
     ).to_pandas()
     for c in ("up_bytes", "down_bytes"):
         host_hours[c] = _int0(host_hours[c])
@@ -461,6 +468,17 @@ def _hosts_table(edges, host_hours, host_sizes, server_ips):
     return hosts[list(HOST_COLUMNS)].sort_values("ip").reset_index(drop=True)
 
 
+def service_hours(t):
+    """A servers file per (client, server, service, hour): flows, bytes, first and last timestamps,
+    and the count and sum of squares of the request sizes (a client's spread of sizes without its
+    flows). One pass over the flows; the client tables of the profile and of detection are
+    derived from it. `t` needs an `hour` column."""
+    up = t.up_bytes.cast("float64")
+    return t.group_by("src_ip", "dst_ip", "proto", "port", "hour").aggregate(
+        flows=t.count(), up_bytes=t.up_bytes.sum(), down_bytes=t.down_bytes.sum(),
+        first_ts=t.ts.min(), last_ts=t.ts.max(), up_n=t.up_bytes.count(), up_sq=(up * up).sum())
+
+
 def main_service(t, ips):
     """Per client (in the order of `ips`): the service it used most, as 'proto/port' (clients of a
     VPN, a mail relay or a web site are judged against the clients of the same service). `t`:
@@ -496,9 +514,7 @@ def _profile_servers(servers, engine, model, geo, opts: ProfileOptions, bucket_s
     t = read.table
     t = t.mutate(hour=t.ts.hour().cast("int8"))
     # One pass over the flows to (client, server, service, hour); the tables below from it.
-    a = engine.materialize(t.group_by("src_ip", "dst_ip", "proto", "port", "hour").aggregate(
-        flows=t.count(), up_bytes=t.up_bytes.sum(), down_bytes=t.down_bytes.sum(),
-        first_ts=t.ts.min(), last_ts=t.ts.max()))
+    a = engine.materialize(service_hours(t))
     clients = a.group_by(ip=a.src_ip).aggregate(
         flows=a.flows.sum(), up_bytes=a.up_bytes.sum(), down_bytes=a.down_bytes.sum(),
         servers=a.dst_ip.nunique(), active_hours=a.hour.nunique(),

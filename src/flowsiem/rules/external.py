@@ -127,26 +127,26 @@ def _clients_today(ctx):
     """(per-client table indexed by ip, flows-per-hour matrix) of today's external clients, or None."""
     import numpy as np
 
-    t = ctx.servers
-    if t is None:
+    a = ctx.service_hours  # per (client, server, service, hour): one pass over the servers file
+    if a is None:
         return None
-    agg = t.group_by(ip=t.src_ip).aggregate(
-        flows=t.count(), up_bytes=t.up_bytes.sum().fill_null(0), down_bytes=t.down_bytes.sum().fill_null(0),
-        servers=t.dst_ip.nunique(), ports=t.port.nunique(), active_hours=t.hour.nunique(), first_ts=t.ts.min(),
-        last_ts=t.ts.max(), up_sd=t.up_bytes.cast("float64").std())
-    ch = t.group_by(ip=t.src_ip, hour=t.hour).aggregate(flows=t.count()).to_pandas()
+    agg = a.group_by(ip=a.src_ip).aggregate(
+        flows=a.flows.sum(), up_bytes=a.up_bytes.sum().fill_null(0), down_bytes=a.down_bytes.sum().fill_null(0),
+        servers=a.dst_ip.nunique(), ports=a.port.nunique(), active_hours=a.hour.nunique(),
+        first_ts=a.first_ts.min(), last_ts=a.last_ts.max(), up_n=a.up_n.sum(), up_sq=a.up_sq.sum())
+    ch = a.group_by(ip=a.src_ip, hour=a.hour).aggregate(flows=a.flows.sum()).to_pandas()
     df = agg.to_pandas()
     if df.empty:
         return None
     from ..profile import main_service
 
-    df["service"] = main_service(t, df.ip)
+    df["service"] = main_service(a, df.ip)
     # The public servers themselves are not clients, should the file also hold their own outgoing
     # flows: an address that several distinct sources connect to is a server here (the profile's
     # own rule for a service: ProfileOptions.min_clients sources).
     from ..profile import ProfileOptions
 
-    srv = t.group_by(ip=t.dst_ip).aggregate(sources=t.src_ip.nunique())
+    srv = a.group_by(ip=a.dst_ip).aggregate(sources=a.src_ip.nunique())
     srv = set(srv.filter(srv.sources >= ProfileOptions.min_clients).ip.to_pandas())
     info = ctx.ip_info.reindex(df.ip)
     df["internal"] = info["internal"].fillna(False).astype(bool).to_numpy()
@@ -159,7 +159,10 @@ def _clients_today(ctx):
     df["peak_hour_flows"] = hours.max(axis=1)
     df["bytes_per_flow"] = df.down_bytes / df.flows
     # how alike its requests are (coefficient of variation of bytes sent): failed logins are copies
-    df["up_cv"] = (df.up_sd.astype("float64") / (df.up_bytes / df.flows).clip(lower=1.0)).fillna(np.inf)
+    n = df.pop("up_n").astype("float64")
+    var = (df.pop("up_sq").astype("float64") - df.up_bytes ** 2 / n) / (n - 1)  # sample variance, from sums
+    up_sd = np.sqrt(var.clip(lower=0.0).where(n > 1))
+    df["up_cv"] = (up_sd / (df.up_bytes / df.flows).clip(lower=1.0)).fillna(np.inf)
     return df, hours
 
 
